@@ -77,7 +77,8 @@ class Audio:
 def _describe(path: Path, exc: Exception) -> str:
     text = str(exc).strip()
     low = text.lower()
-    if "format not recognised" in low or "unknown format" in low or "not recognised" in low:
+    if any(k in low for k in ("format not recognised", "unknown format", "not recognised",
+                              "not a regular file", "unsupported file format", "malformed")):
         return "not an audio file, or a format we cannot read (corrupt header?)"
     if "unimplemented format" in low or "unsupported" in low:
         return f"unsupported audio encoding ({text})"
@@ -119,6 +120,37 @@ def _check_header(p: Path, rate: int, channels: int, frames: int) -> None:
         raise InputError("contains no audio (0 samples)", p)
 
 
+def _declared_data_bytes(p: Path) -> tuple[int, int] | None:
+    """For WAV/AIFF: (bytes the header declares for sample data, bytes actually present).
+
+    libsndfile quietly shortens a truncated WAV to what is there; a user wants to be told.
+    """
+    import struct
+
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as fh:
+            head = fh.read(12)
+            if head[:4] in (b"RIFF", b"RF64") and head[8:12] == b"WAVE":
+                little, target = True, b"data"
+            elif head[:4] == b"FORM" and head[8:12] in (b"AIFF", b"AIFC"):
+                little, target = False, b"SSND"
+            else:
+                return None
+            pos = 12
+            while pos + 8 <= size:
+                fh.seek(pos)
+                cid, clen = struct.unpack("<4sI" if little else ">4sI", fh.read(8))
+                if cid == target:
+                    if clen in (0, 0xFFFFFFFF):  # streaming writers / RF64: size unknown here
+                        return None
+                    return clen, size - pos - 8
+                pos += 8 + clen + (clen & 1)
+    except OSError:
+        return None
+    return None
+
+
 def load_audio(
     path: str | Path,
     progress: ProgressFn | None = None,
@@ -141,6 +173,13 @@ def load_audio(
     """
     p = Path(path)
     _check_path(p)
+    declared_bytes = _declared_data_bytes(p)
+    if declared_bytes is not None and declared_bytes[1] < declared_bytes[0]:
+        raise InputError(
+            f"file is truncated: the header declares {declared_bytes[0]} bytes of audio, "
+            f"only {declared_bytes[1]} are present",
+            p,
+        )
     try:
         handle = sf.SoundFile(str(p))
     except Exception as exc:
@@ -156,7 +195,7 @@ def load_audio(
             if cancel is not None and cancel():
                 raise Cancelled()
             try:
-                n = f.readinto(block)
+                n = len(f.read(dtype="float32", out=block))
             except Exception as exc:
                 raise InputError(
                     f"corrupt or truncated audio data after {pos} samples ({exc})", p

@@ -1,0 +1,120 @@
+"""Command line: ``python app.py [gui|align|analyze] ...`` (the contract is in DESIGN.md).
+
+Exit codes: 0 success, 2 bad input (one line on stderr naming the file and the problem),
+1 internal failure (one line; the traceback only with ``--debug``). Headless sub-commands never
+import Qt; ``gui`` imports it lazily.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from engine import __version__
+from engine.errors import Cancelled, InputError
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line and exit code 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="app.py",
+        description="Unmix Studio: align a mix and its acapella, separate, edit masks, export "
+        "stems and reports. With no command, opens the GUI on the bundled demo session.",
+    )
+    parser.add_argument("--version", action="version", version=f"Unmix Studio {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+
+    gui = sub.add_parser("gui", help="open the workstation (the default)",
+                         description="Open the main window; with nothing given, the demo session.")
+    gui.add_argument("--mix", metavar="M", help="mix audio file (WAV, FLAC, OGG, MP3, AIFF)")
+    gui.add_argument("--acapella", metavar="A", help="acapella audio file")
+    gui.add_argument("--project", metavar="P", help="Unmix Studio project (.unmix)")
+    gui.add_argument("--screenshot", metavar="PNG",
+                     help="save a PNG of the main window once the lanes are drawn, then exit")
+    gui.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    gui.set_defaults(handler=_run_gui)
+
+    align = sub.add_parser("align", help="find offset, drift, gain and polarity of an acapella",
+                           description="Align an acapella to its mix and print the result as JSON.")
+    align.add_argument("--mix", metavar="M", required=True, help="mix audio file")
+    align.add_argument("--acapella", metavar="A", required=True, help="acapella audio file")
+    align.add_argument("--json", metavar="OUT", help="also write the JSON to this file")
+    align.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    align.set_defaults(handler=_run_align)
+
+    analyze = sub.add_parser("analyze", help="measure separated stems (SDR, BSS Eval, bands, …)",
+                             description="Analyse estimated stems against references (matched by "
+                             "stem name), or reference-free without --references.")
+    analyze.add_argument("--estimates", metavar="DIR", required=True, help="folder of estimated stems")
+    analyze.add_argument("--references", metavar="DIR", help="folder of true stems (same names)")
+    analyze.add_argument("--mix", metavar="M", help="the mix (for reference-free checks)")
+    analyze.add_argument("--acapella", metavar="A", help="the acapella (reference-free vocal check)")
+    analyze.add_argument("--json", metavar="OUT", help="write every number as JSON")
+    analyze.add_argument("--markdown", metavar="OUT", help="write the Markdown report")
+    analyze.add_argument("--pdf", metavar="OUT", help="write the PDF report")
+    analyze.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    analyze.set_defaults(handler=_run_analyze)
+    return parser
+
+
+def _run_gui(args: argparse.Namespace) -> int:
+    from gui.app import run_gui
+
+    return run_gui(mix=args.mix, acapella=args.acapella, project=args.project,
+                   screenshot=args.screenshot)
+
+
+def _run_align(args: argparse.Namespace) -> int:
+    from engine.align import align_command
+
+    return align_command(args.mix, args.acapella, args.json)
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    from engine.analysis.command import analyze_command
+
+    return analyze_command(
+        args.estimates, args.references, args.mix, args.json, args.markdown, args.pdf,
+        acapella_path=args.acapella,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the exit code."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["gui", *argv])
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return int(handler(args) or 0)
+    except InputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Cancelled:
+        print("cancelled", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:
+        if args.debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)",
+              file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
