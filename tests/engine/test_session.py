@@ -60,7 +60,7 @@ def test_project_round_trip(tmp_path: Path) -> None:
     assert [(t.id, t.name, t.role, t.gain_db, t.mute, t.solo, t.polarity, t.offset_frames) for t in r.tracks] == [
         (t.id, t.name, t.role, t.gain_db, t.mute, t.solo, t.polarity, t.offset_frames) for t in s.tracks
     ]
-    for a, b in zip(r.tracks, s.tracks):
+    for a, b in zip(r.tracks, s.tracks, strict=True):
         assert a.audio.sample_rate == b.audio.sample_rate and a.audio.samples.shape == b.audio.samples.shape
         assert np.max(np.abs(a.audio.samples - b.audio.samples)) < 2**-22  # 24-bit FLAC for stems
     assert r.tracks[0].source_path == mix_path.resolve()

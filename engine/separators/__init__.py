@@ -1,0 +1,16 @@
+"""Separation engines behind one interface (:mod:`engine.separators.base`).
+
+Importing this package registers every engine in :data:`REGISTRY`.
+"""
+
+from engine.separators import reference  # noqa: F401  (registers "reference")
+from engine.separators.base import (
+    REGISTRY,
+    Parameter,
+    SeparationResult,
+    Separator,
+    get_separator,
+    resolve_device,
+)
+
+__all__ = ["REGISTRY", "Parameter", "SeparationResult", "Separator", "get_separator", "resolve_device"]
