@@ -52,6 +52,33 @@ def build_parser() -> argparse.ArgumentParser:
     align.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     align.set_defaults(handler=_run_align)
 
+    sep = sub.add_parser("separate", help="separate a mix into stems and export them",
+                         description="Separate a mix (with an acapella for the reference and "
+                         "fingerprint engines; aligned first unless --no-align) and write "
+                         "DIR/<stem>.wav|flac plus DIR/separation.json.")
+    sep.add_argument("--mix", metavar="M", required=True, help="mix audio file")
+    sep.add_argument("--acapella", metavar="A", help="acapella audio file")
+    sep.add_argument("--engine", metavar="E", required=True,
+                     help="separation engine (reference, fingerprint)")
+    sep.add_argument("--out", metavar="DIR", required=True, help="output folder")
+    sep.add_argument("--format", choices=("wav", "flac"), default="wav", help="file format (wav)")
+    sep.add_argument("--bit-depth", choices=("16", "24", "float"), default="24",
+                     help="16, 24 or float (32-bit float, WAV only); default 24")
+    sep.add_argument("--template", default="{stem}",
+                     help="file name template: {title} {stem} {engine} {index}; default {stem}")
+    sep.add_argument("--limiter", action="store_true",
+                     help="limit peaks to -0.3 dBFS instead of letting 16/24-bit files clip")
+    sep.add_argument("--overwrite", action="store_true", help="replace existing files")
+    sep.add_argument("--no-align", action="store_true",
+                     help="take the acapella as already aligned to the mix (sample 0 on sample 0)")
+    sep.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                     help="where to compute (auto: CUDA when available)")
+    sep.add_argument("--param", action="append", metavar="NAME=VALUE",
+                     help="engine parameter (repeatable); see the engine's parameters")
+    sep.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    sep.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    sep.set_defaults(handler=_run_separate)
+
     analyze = sub.add_parser("analyze", help="measure separated stems (SDR, BSS Eval, bands, …)",
                              description="Analyse estimated stems against references (matched by "
                              "stem name), or reference-free without --references.")
@@ -78,6 +105,17 @@ def _run_align(args: argparse.Namespace) -> int:
     from engine.align import align_command
 
     return align_command(args.mix, args.acapella, args.json)
+
+
+def _run_separate(args: argparse.Namespace) -> int:
+    from engine.separators.command import separate_command
+
+    return separate_command(
+        args.mix, args.engine, args.out, acapella_path=args.acapella, no_align=args.no_align,
+        file_format=args.format, bit_depth=args.bit_depth, template=args.template,
+        limiter=args.limiter, overwrite=args.overwrite, device=args.device, params=args.param,
+        quiet=args.quiet,
+    )
 
 
 def _run_analyze(args: argparse.Namespace) -> int:

@@ -45,6 +45,8 @@ from engine.spectral import StftConfig, istft, stft
 _EPS = 1e-12
 #: Hann frames at 75 % overlap are far from independent: count one observation per this many.
 _FRAMES_PER_OBSERVATION = 4.0
+#: Spectra kept between the two passes up to this size (bytes).
+_STFT_CACHE_BYTES = 1 << 30
 #: Prior spread of the time-varying broadband gain around 1, and of each band around it.
 _GAIN_PRIOR = 0.5
 _BAND_GAIN_PRIOR = 0.25
@@ -56,6 +58,11 @@ def _match_channels(acapella: np.ndarray, channels: int) -> np.ndarray:
         return acapella
     mono = acapella.mean(axis=0, keepdims=True)
     return np.repeat(mono, channels, axis=0)
+
+
+def _power(z: torch.Tensor) -> torch.Tensor:
+    """|z|² without the square root that ``abs()`` computes."""
+    return z.real.square() + z.imag.square()
 
 
 def _smooth_time(x: torch.Tensor, frames: int) -> torch.Tensor:
@@ -183,7 +190,7 @@ def _local_refinement(residual: torch.Tensor, vocal: torch.Tensor, kappa: float)
 
     rv = residual * vocal.conj()
     num = torch.complex(box(rv.real), box(rv.imag))
-    den = box(vocal.abs() ** 2) + kappa * box(residual.abs() ** 2) + _EPS
+    den = box(_power(vocal)) + kappa * box(_power(residual)) + _EPS
     return (num / den) * vocal
 
 
@@ -241,7 +248,14 @@ class ReferenceSeparator(Separator):
         spans = [(s, min(s + chunk, frames)) for s in range(0, frames, chunk)]
         total_steps = 2 * len(spans)
 
+        # Keep pass 1's spectra for pass 2 when they fit a memory budget (a few minutes of
+        # stereo); longer files recompute them chunk by chunk.
+        cache: dict[int, tuple[int, torch.Tensor, torch.Tensor]] = {}
+        cache_ok = 2 * channels * bins * cfg.frames_for(frames + 2 * margin * len(spans)) * 8 < _STFT_CACHE_BYTES
+
         def segment(s: int, e: int) -> tuple[int, torch.Tensor, torch.Tensor]:
+            if s in cache:
+                return cache.pop(s)
             a0, a1 = max(s - margin, 0), min(e + margin, frames)
             x = stft(torch.from_numpy(mix.samples[:, a0:a1]), cfg, device)  # (C, F, T)
             a = stft(torch.from_numpy(np.ascontiguousarray(aca[:, a0:a1])), cfg, device)
@@ -256,9 +270,11 @@ class ReferenceSeparator(Separator):
         for i, (s, e) in enumerate(spans):
             check_cancel(cancel)
             a0, x, a = segment(s, e)
+            if cache_ok:
+                cache[s] = (a0, x, a)
             t0, t1 = (s - a0) // hop, (e - a0) // hop
             xa = x[..., t0:t1] * a[..., t0:t1].conj()
-            aa = a[..., t0:t1].abs() ** 2
+            aa = _power(a[..., t0:t1])
             for b0 in range(0, t1 - t0, block_frames):
                 cross_blocks.append(xa[..., b0 : b0 + block_frames].sum(-1).to(torch.complex128))
                 power_blocks.append(aa[..., b0 : b0 + block_frames].sum(-1).to(torch.float64))
@@ -286,12 +302,12 @@ class ReferenceSeparator(Separator):
             a0, x, a = segment(s, e)
             y = eq[..., None] * a  # EQ'd acapella (C, F, T)
             xy = (x * y.conj()).real
-            yy = y.abs() ** 2
+            yy = _power(y)
             # per band sums: (C, bands, T)
             idx = band_of_bin.view(1, -1, 1).expand_as(xy)
             xy_b = torch.zeros(channels, n_bands, xy.shape[-1], device=device).scatter_add_(1, idx, xy)
             yy_b = torch.zeros_like(xy_b).scatter_add_(1, idx, yy)
-            ry_b = torch.zeros_like(xy_b).scatter_add_(1, idx, (x - y).abs() ** 2 * yy)
+            ry_b = torch.zeros_like(xy_b).scatter_add_(1, idx, _power(x - y) * yy)
             xy_w, yy_w, ry_w = (_smooth_time(t, gain_frames) for t in (xy_b, yy_b, ry_b))
             # Broadband gain first (bus compression/limiting acts on everything), shrunk toward 1;
             # then each band's deviation from it, shrunk toward it.
@@ -306,19 +322,16 @@ class ReferenceSeparator(Separator):
             seg = istft(v, min(e + margin, frames) - a0, cfg).cpu().numpy()
             vocals[:, s:e] = seg[:, s - a0 : e - a0]
             # Mask (what the GUI shows and edits): the vocal's share of the energy per bin.
-            t0, t1 = (s - a0) // hop, min((e - a0) // hop, x.shape[-1])
+            t0 = (s - a0) // hop
+            t1 = min((e - a0) // hop + (1 if e == frames else 0), x.shape[-1])
             f0 = s // hop
-            inst = x - v
-            share = v.abs() ** 2 / (v.abs() ** 2 + inst.abs() ** 2 + _EPS)
+            vv = _power(v[..., t0:t1])
+            share = vv / (vv + _power(x[..., t0:t1] - v[..., t0:t1]) + _EPS)
             n = min(t1 - t0, mask_frames - f0)
-            mask[:, :, f0 : f0 + n] = share[..., t0 : t0 + n].cpu().numpy().astype(np.float16)
+            mask[:, :, f0 : f0 + n] = share[..., :n].cpu().numpy().astype(np.float16)
             gain_stats.append(g[..., t0:t1].flatten().cpu())
             if progress:
                 progress((len(spans) + i + 1) / total_steps, "Subtracting the matched vocal")
-        # the last frame of the mask (the STFT's final centre frame)
-        if mask_frames > 0 and frames % hop == 0 and spans:
-            mask[:, :, -1] = mask[:, :, -2] if mask_frames > 1 else mask[:, :, -1]
-
         instrumental = (mix.samples - vocals).astype(np.float32)
         gains_db = 20 * np.log10(np.maximum(torch.cat(gain_stats).numpy(), 1e-6)) if gain_stats else np.zeros(1)
         eq_db = 20 * np.log10(np.maximum(eq.abs().mean(0).cpu().numpy(), 1e-9))
