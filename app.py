@@ -3,11 +3,27 @@
 
     python app.py                 # the GUI on the bundled demo session
     python app.py --help          # every command
+
+The engine never imports Qt; this file is where the GUI is handed to the command line.
 """
 
 import sys
+from pathlib import Path
 
-from engine.cli import main
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine.cli import main as cli_main  # noqa: E402
+
+
+def run_gui(**kwargs: object) -> int:
+    from gui.app import run_gui as launch
+
+    return launch(**kwargs)  # type: ignore[arg-type]
+
+
+def main() -> int:
+    return cli_main(gui_runner=run_gui)
+
 
 if __name__ == "__main__":
     sys.exit(main())

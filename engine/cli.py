@@ -94,11 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run_gui(args: argparse.Namespace) -> int:
-    from gui.app import run_gui
+GuiRunner = Callable[..., int]
+_gui_runner: GuiRunner | None = None
 
-    return run_gui(mix=args.mix, acapella=args.acapella, project=args.project,
-                   screenshot=args.screenshot)
+
+def _run_gui(args: argparse.Namespace) -> int:
+    # The engine never imports the GUI: app.py hands the launcher in (see main()).
+    if _gui_runner is None:
+        raise InputError("the GUI is not available from this entry point; run app.py")
+    return _gui_runner(mix=args.mix, acapella=args.acapella, project=args.project,
+                       screenshot=args.screenshot)
 
 
 def _run_align(args: argparse.Namespace) -> int:
@@ -127,8 +132,10 @@ def _run_analyze(args: argparse.Namespace) -> int:
     )
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit code."""
+def main(argv: Sequence[str] | None = None, gui_runner: GuiRunner | None = None) -> int:
+    """Run the CLI; returns the exit code. ``gui_runner`` opens the GUI (given by app.py)."""
+    global _gui_runner
+    _gui_runner = gui_runner
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -151,14 +151,17 @@ class Session:
         return track
 
     def set_track(
-        self, role: str, audio: Audio, source_path: Path | str | None = None, name: str | None = None
+        self, role: str, audio: Audio, source_path: Path | str | None = None, name: str | None = None,
+        checksum: str | None = None,
     ) -> Track:
         """Put ``audio`` in the lane of ``role`` (mix/acapella), replacing what was there.
 
-        Source files get a checksum so a reopened project can tell if they changed.
+        Source files get a checksum so a reopened project can tell if they changed; pass
+        ``checksum`` when it was already computed (e.g. in the load job, off the GUI thread).
         """
         src = Path(source_path) if source_path is not None else audio.path
-        checksum = file_checksum(src) if src is not None and src.exists() else None
+        if checksum is None and src is not None and src.exists():
+            checksum = file_checksum(src)
         new = Track(
             name=name or (src.stem if src is not None else role.capitalize()),
             role=role, audio=audio, source_path=src, checksum=checksum,
@@ -182,13 +185,17 @@ class Session:
         self._tracks_updated()
         return new
 
-    def replace_track_audio(self, track_id: str, audio: Audio, source_path: Path | None = None) -> Track:
+    def replace_track_audio(
+        self, track_id: str, audio: Audio, source_path: Path | None = None, checksum: str | None = None
+    ) -> Track:
         """Replace the audio of one lane (e.g. a file dropped on it), keeping its settings."""
         old = self.track(track_id)
         src = source_path or audio.path
         old.audio = audio
         old.source_path = src
-        old.checksum = file_checksum(src) if src is not None and Path(src).exists() else None
+        if checksum is None and src is not None and Path(src).exists():
+            checksum = file_checksum(src)
+        old.checksum = checksum
         old.name = Path(src).stem if src is not None else old.name
         self._tracks_updated()
         return old
@@ -392,7 +399,7 @@ def write_project_atomic(path: Path, session: Session) -> None:
                     zf.write(f, f"audio/{t.id}.flac", zipfile.ZIP_STORED)
             if session.masks:
                 buf = io.BytesIO()
-                np.savez_compressed(buf, **session.masks)
+                np.savez_compressed(buf, **session.masks)  # type: ignore[arg-type]
                 zf.writestr("masks.npz", buf.getvalue(), zipfile.ZIP_STORED)
             raw.flush()
             os.fsync(raw.fileno())
@@ -463,7 +470,7 @@ class Autosaver:
 
     def pending_recovery(self) -> list[dict[str, Any]]:
         """Autosaves left by processes that are gone, newest first."""
-        found = []
+        found: list[dict[str, Any]] = []
         if not self.directory.is_dir():
             return found
         for pid_file in self.directory.glob("autosave-*.pid"):

@@ -159,8 +159,12 @@ def spectrogram_columns(
     idx = centres[:, None] + offsets[None, :]  # (columns, n_fft)
     valid = (idx >= 0) & (idx < total)
     idx_clipped = np.clip(idx, 0, max(total - 1, 0))
-    mono = samples.mean(axis=0) if samples.ndim == 2 and samples.shape[0] > 1 else samples.reshape(-1)
-    frames = np.where(valid, mono[idx_clipped], 0.0).astype(np.float32)
+    # Gather the frames first, then average channels: never a whole-signal temporary.
+    chans = samples.reshape(-1, total)
+    frames = np.zeros(idx.shape, dtype=np.float32)
+    for ch in chans:
+        frames += np.where(valid, ch[idx_clipped], 0.0).astype(np.float32)
+    frames /= len(chans)
     window = np.hanning(n_fft + 1)[:-1].astype(np.float32)
     spec = np.fft.rfft(frames * window, axis=1)
     power = (spec.real**2 + spec.imag**2) * (4.0 / (window.sum() ** 2))

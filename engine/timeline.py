@@ -45,9 +45,13 @@ class Timeline:
     def set_length(self, frames: int, sample_rate: int | None = None) -> None:
         if sample_rate is not None:
             self.sample_rate = int(sample_rate)
+        was_empty = self.length_frames == 0
         self.length_frames = max(int(frames), 0)
         self.length_changed.emit(self.length_frames)
-        self.fit()
+        if was_empty:
+            self.fit()  # the first material: show all of it; later changes keep the user's zoom
+        else:
+            self.set_range(self.view_start, self.view_stop)
 
     # ---- visible range -----------------------------------------------------------------------
     def set_range(self, start: float, stop: float) -> None:
@@ -59,7 +63,8 @@ class Timeline:
         limit = max(self.length_frames, self.sample_rate)
         span = min(stop - start, 2.0 * limit)
         start = min(max(start, -0.5 * span), limit - 0.5 * span)
-        new = (int(round(start)), int(round(start + span)))
+        first = int(round(start))
+        new = (first, first + int(round(span)))  # round the span once: scrolling keeps its width
         if new != (self.view_start, self.view_stop):
             self.view_start, self.view_stop = new
             self.range_changed.emit(self.view_start, self.view_stop)

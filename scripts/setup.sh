@@ -16,7 +16,7 @@ apt_run=(libportaudio2 libsndfile1 libegl1 libgl1 libglib2.0-0 libfontconfig1 li
 # Tests and tools: a virtual screen, PDF rendering, a soundfont synthesizer and voice for the
 # song synthesizer, a null PulseAudio sink for playback tests.
 apt_dev=(xvfb xauth poppler-utils sox fluidsynth fluid-soundfont-gm espeak-ng pulseaudio
-  pulseaudio-utils alsa-utils)
+  pulseaudio-utils alsa-utils libasound2-plugins)
 
 want=("${apt_run[@]}")
 [ "$mode" = dev ] && want+=("${apt_dev[@]}")

@@ -86,7 +86,7 @@ def separate_command(
             result = align_acapella(mix, acapella, progress=progress)
             if not result.matched:
                 raise InputError(f"the acapella does not match this mix: {result.message}", acapella_path)
-            acapella_aligned = render_aligned(acapella, result, mix.sample_rate, mix.frames, mix.channels)
+            acapella_aligned = render_aligned(acapella, result.params, mix.sample_rate, mix.frames, mix.channels)
             alignment = result.to_json()
         timings["align_seconds"] = time.perf_counter() - t0
     result_sep = separator.separate(

@@ -45,15 +45,15 @@ def test_levels_hold_block_extremes_including_partial_tail() -> None:
 def test_build_in_chunks_matches_one_shot(monkeypatch: pytest.MonkeyPatch) -> None:
     import engine.waveform as wf
 
-    x = _signal(frames=100_003, seed=3)
+    x = _signal(frames=300_003, seed=3)
     whole = PeakPyramid.build(x)
-    monkeypatch.setattr(wf, "_CHUNK_FRAMES", 4096)
+    monkeypatch.setattr(wf, "_CHUNK_FRAMES", BLOCK_SIZES[-1])  # chunks are whole top blocks
     seen: list[float] = []
     chunked = PeakPyramid.build(x, progress=lambda f, m: seen.append(f))
     for (a, b), (c, d) in zip(whole.levels, chunked.levels, strict=True):
         np.testing.assert_array_equal(a, c)
         np.testing.assert_array_equal(b, d)
-    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == -(-100_003 // 4096)
+    assert seen == sorted(seen) and seen[-1] == 1.0 and len(seen) == -(-300_003 // BLOCK_SIZES[-1])
 
 
 @pytest.mark.parametrize(
@@ -106,3 +106,35 @@ def test_envelope_below_one_sample_per_pixel_holds_samples() -> None:
 def test_cancel_stops_the_build() -> None:
     with pytest.raises(Cancelled):
         PeakPyramid.build(_signal(frames=5000), cancel=lambda: True)
+
+
+def test_display_spectrogram_puts_a_tone_in_the_right_row() -> None:
+    from engine.waveform import LOG_F_MIN_HZ, display_spectrogram
+
+    rate = 44_100
+    t = np.arange(rate * 2) / rate
+    tone = (0.5 * np.sin(2 * np.pi * 1000.0 * t)).astype(np.float32)
+    x = np.stack([tone, -tone])  # anti-phase channels: a channel average would be silence
+    img = display_spectrogram(x, rate, 0, x.shape[1], columns=40, rows=256)
+    assert img.image_db.shape == (40, 256) and not img.log_frequency
+    row_hz = img.y_low + (np.arange(256) + 0.5) * (img.y_high - img.y_low) / 256
+    peak_rows = img.image_db.argmax(axis=1)
+    assert np.all(np.abs(row_hz[peak_rows] - 1000.0) < 2 * (img.y_high - img.y_low) / 256)
+    # a full-scale-normalised sine of amplitude 0.5 peaks near -6 dB (Hann scalloping < 1.5 dB)
+    assert -8.0 < img.image_db.max() < -5.0
+    log_img = display_spectrogram(x, rate, 0, x.shape[1], columns=40, rows=128, log_frequency=True)
+    assert log_img.image_db.shape == (40, 128) and log_img.log_frequency
+    log_hz = np.geomspace(LOG_F_MIN_HZ, rate / 2, 128)
+    assert np.all(np.abs(np.log2(log_hz[log_img.image_db.argmax(axis=1)] / 1000.0)) < 0.1)
+    assert log_img.y_low == pytest.approx(np.log10(LOG_F_MIN_HZ))
+    assert log_img.y_high == pytest.approx(np.log10(rate / 2))
+
+
+def test_display_spectrogram_past_the_end_is_silent_and_cancellable() -> None:
+    from engine.waveform import display_spectrogram
+
+    x = _signal(channels=1, frames=44_100)
+    img = display_spectrogram(x, 44_100, 44_100 * 2, 44_100 * 3, columns=10, rows=64)
+    assert img.image_db.max() <= -119.0  # the 1e-12 power floor
+    with pytest.raises(Cancelled):
+        display_spectrogram(x, 44_100, 0, 44_100, 10, cancel=lambda: True)
