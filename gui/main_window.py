@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._make_menus()
         self._make_toolbar()
         self._make_status_bar()
+        self._install_panels()
         jobs.active_changed.connect(self._update_job_display)
         jobs.progress.connect(self._update_job_display)
         jobs.failed.connect(self._job_failed)
@@ -234,6 +235,12 @@ class MainWindow(QMainWindow):
         h = mb.addMenu("&Help")
         h.addAction(self.act_help_keys)
         h.addAction(self.act_about)
+        self.menus = {"file": f, "edit": e, "view": v, "transport": t, "help": h}
+
+    def _install_panels(self) -> None:
+        """Docked tool panels. Each panel module adds its own dock, menu entries and shortcuts
+        (``install(window) -> panel``) and keeps its logic out of this file."""
+        self.panels: dict[str, object] = {}
 
     def _make_toolbar(self) -> None:
         tb = QToolBar("Transport")
