@@ -96,6 +96,26 @@ def list_output_devices() -> list[OutputDevice]:
     return out
 
 
+def output_usable(device: int | str | None = None) -> bool:
+    """True when an output stream on ``device`` really opens and starts (a listed ALSA device
+    may still have no server behind it)."""
+    if _sd is None or not list_output_devices():
+        return False
+
+    def silence(out: Any, frames: int, time_info: Any, status: Any) -> None:
+        out.fill(0)
+
+    try:
+        stream = _sd.OutputStream(samplerate=44_100, channels=2, device=device, callback=silence,
+                                  dtype="float32")
+        stream.start()
+        stream.stop()
+        stream.close()
+    except Exception:
+        return False
+    return True
+
+
 def default_output_device() -> OutputDevice | None:
     """PortAudio's default output device, else the first one, else None."""
     devices = list_output_devices()

@@ -8,6 +8,27 @@ import os
 # Before anything imports Qt: no display needed.
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
+
+def _name_pulse_server() -> None:
+    """The settings fixture moves XDG folders, where PulseAudio clients look for their server:
+    name a running server explicitly so real-device tests still reach it."""
+    import shutil
+    import subprocess
+
+    if os.environ.get("PULSE_SERVER") or not shutil.which("pactl"):
+        return
+    try:
+        info = subprocess.run(["pactl", "info"], capture_output=True, text=True, timeout=5).stdout
+    except (OSError, subprocess.SubprocessError):
+        return
+    for line in info.splitlines():
+        if line.startswith("Server String: "):
+            server = line.split(": ", 1)[1].strip()
+            os.environ["PULSE_SERVER"] = f"unix:{server}" if server.startswith("/") else server
+
+
+_name_pulse_server()
+
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Iterator  # noqa: E402
