@@ -59,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sep.add_argument("--mix", metavar="M", required=True, help="mix audio file")
     sep.add_argument("--acapella", metavar="A", help="acapella audio file")
     sep.add_argument("--engine", metavar="E", required=True,
-                     help="separation engine (reference, fingerprint)")
+                     help="separation engine: reference, fingerprint (need --acapella), unet")
+    sep.add_argument("--stems", choices=("2", "4"),
+                     help="unet: 2 (vocals, instrumental) or 4 (drums, bass, other, vocals)")
     sep.add_argument("--out", metavar="DIR", required=True, help="output folder")
     sep.add_argument("--format", choices=("wav", "flac"), default="wav", help="file format (wav)")
     sep.add_argument("--bit-depth", choices=("16", "24", "float"), default="24",
@@ -118,7 +120,8 @@ def _run_separate(args: argparse.Namespace) -> int:
     return separate_command(
         args.mix, args.engine, args.out, acapella_path=args.acapella, no_align=args.no_align,
         file_format=args.format, bit_depth=args.bit_depth, template=args.template,
-        limiter=args.limiter, overwrite=args.overwrite, device=args.device, params=args.param,
+        limiter=args.limiter, overwrite=args.overwrite, device=args.device,
+        params=[*(args.param or []), *([f"stems={args.stems}"] if args.stems else [])],
         quiet=args.quiet,
     )
 

@@ -3,7 +3,11 @@
 Importing this package registers every engine in :data:`REGISTRY`.
 """
 
-from engine.separators import reference  # noqa: F401  (registers "reference")
+from engine.separators import (
+    fingerprint,  # noqa: F401  (registers "fingerprint")
+    reference,  # noqa: F401  (registers "reference")
+    unet,  # noqa: F401  (registers "unet")
+)
 from engine.separators.base import (
     REGISTRY,
     Parameter,

@@ -91,10 +91,10 @@ def _log_frequency_smoother(bins: int, sample_rate: int, octaves: float, n_fft: 
     return torch.from_numpy(w)
 
 
-def _hierarchical_eq(
+def _eq_levels(
     cross_blocks: torch.Tensor, power_blocks: torch.Tensor, sample_rate: int, n_fft: int,
     finest_octaves: float,
-) -> torch.Tensor:
+) -> list[torch.Tensor]:
     """Per-bin complex EQ by least squares, shrunk level by level toward coarser estimates.
 
     Levels: one gain for all bins, then 1 octave, 1/3 octave, then ``finest_octaves``. At each
@@ -111,13 +111,14 @@ def _hierarchical_eq(
         power_blocks: ``Σ_t |A|²`` per block ``(K, C, F)``.
 
     Returns:
-        complex128 ``(C, F)``.
+        the EQ at each level, coarsest (one broadband gain) first: complex128 ``(C, F)`` each.
     """
     k, _, bins = cross_blocks.shape
     device = cross_blocks.device
     num_all = cross_blocks.sum(dim=(0, 2))[:, None]
     den_all = power_blocks.sum(dim=(0, 2))[:, None] + _EPS
     parent = (num_all / den_all).expand(-1, bins)
+    levels = [parent]
     for octaves, spread in ((1.0, 0.5), (1.0 / 3.0, 0.25), (finest_octaves, 0.15)):
         w = _log_frequency_smoother(bins, sample_rate, octaves, n_fft).to(device=device, dtype=torch.float64)
         num_k = torch.complex(cross_blocks.real @ w.T, cross_blocks.imag @ w.T)
@@ -140,7 +141,38 @@ def _hierarchical_eq(
         tau2 = torch.minimum(tau2 / (parent.abs() ** 2).mean(-1, keepdim=True).clamp(min=_EPS), torch.tensor(spread**2))
         prior = tau2 * (parent.abs() ** 2) + _EPS
         parent = parent + (g - parent) * torch.where(finite, prior / (prior + var), torch.zeros_like(var))
-    return parent
+        levels.append(parent)
+    return levels
+
+
+def _hierarchical_eq(
+    cross_blocks: torch.Tensor, power_blocks: torch.Tensor, sample_rate: int, n_fft: int,
+    finest_octaves: float,
+) -> torch.Tensor:
+    """The EQ of :func:`_eq_levels` at the resolution the data supports, per channel.
+
+    Two-fold cross-validation over alternate time blocks: each level is fitted on one half and
+    its least-squares residual ``Σ|X − G·A|²`` measured on the other; "no EQ" (G = 1, the
+    aligner's gain as it is) competes too. The candidate with the least held-out residual is kept.
+    So a weak vocal under loud accompaniment, or an acapella that is exactly the vocal, keeps a
+    flat EQ, and a real EQ is followed as far as the data shows it.
+    """
+    k = cross_blocks.shape[0]
+    # Candidate 0 is "no EQ at all": the aligner's gain is trusted as it is.
+    unit = torch.ones(cross_blocks.shape[1:], dtype=torch.complex128, device=cross_blocks.device)
+    full = [unit, *_eq_levels(cross_blocks, power_blocks, sample_rate, n_fft, finest_octaves)]
+    if k < 4:
+        return full[1]  # too short to cross-validate: the broadband gain
+    errors = torch.zeros(len(full), cross_blocks.shape[1], dtype=torch.float64, device=cross_blocks.device)
+    for train, test in ((slice(0, None, 2), slice(1, None, 2)), (slice(1, None, 2), slice(0, None, 2))):
+        fitted = [unit, *_eq_levels(cross_blocks[train], power_blocks[train], sample_rate, n_fft, finest_octaves)]
+        cross_t, power_t = cross_blocks[test].sum(0), power_blocks[test].sum(0)
+        for i, g in enumerate(fitted):
+            # Σ|X − G·A|² without the constant Σ|X|²
+            errors[i] += (-2.0 * (g.conj() * cross_t).real + g.abs() ** 2 * power_t).sum(-1)
+    best = errors.argmin(dim=0)  # (C,)
+    stacked = torch.stack(full)  # (levels, C, F)
+    return stacked[best, torch.arange(stacked.shape[1])]
 
 
 def _shrunk_gain(
@@ -169,7 +201,7 @@ def _shrunk_gain(
     noise = (weight * torch.where(informative, var, torch.zeros_like(var))).sum(-1, keepdim=True)
     tau2 = torch.clamp(spread - noise, min=0.0)
     tau2 = torch.minimum(tau2, (max_spread**2) * (prior_mean.abs() ** 2).mean(-1, keepdim=True))
-    return prior_mean + (g - prior_mean) * (tau2 / (tau2 + var))
+    return prior_mean + (g - prior_mean) * (tau2 / (tau2 + var + _EPS))
 
 
 def _local_refinement(residual: torch.Tensor, vocal: torch.Tensor, kappa: float) -> torch.Tensor:
@@ -192,6 +224,25 @@ def _local_refinement(residual: torch.Tensor, vocal: torch.Tensor, kappa: float)
     num = torch.complex(box(rv.real), box(rv.imag))
     den = box(_power(vocal)) + kappa * box(_power(residual)) + _EPS
     return (num / den) * vocal
+
+
+def _dynamic_gains(
+    xy_b: torch.Tensor, yy_b: torch.Tensor, ry_b: torch.Tensor, gain_frames: int, max_gain: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Time-varying gains from per-band, per-frame sums ``(C, bands, T)``.
+
+    A broadband gain first (bus compression and limiting act on everything), shrunk toward 1;
+    then each band's deviation from it, shrunk toward it (see :func:`_shrunk_gain`).
+
+    Returns:
+        ``(band gains (C, bands, T), broadband gain (C, 1, T))``, clamped to ``[0, max_gain]``.
+    """
+    xy_w, yy_w, ry_w = (_smooth_time(t, gain_frames) for t in (xy_b, yy_b, ry_b))
+    ones = torch.ones(1, device=xy_b.device)
+    broad = _shrunk_gain(xy_w.sum(1, keepdim=True), yy_w.sum(1, keepdim=True),
+                         ry_w.sum(1, keepdim=True), ones, _GAIN_PRIOR)
+    band = _shrunk_gain(xy_w, yy_w, ry_w, broad, _BAND_GAIN_PRIOR)
+    return band.clamp(0.0, max_gain), broad.clamp(0.0, max_gain)
 
 
 def _band_index(bins: int, sample_rate: int, n_fft: int, bands: int) -> np.ndarray:
@@ -287,6 +338,8 @@ class ReferenceSeparator(Separator):
         max_gain = float(10 ** (params["max_gain_db"] / 20))
         eq = eq * torch.clamp(max_gain / (eq.abs() + _EPS), max=1.0)
 
+        parity_of_bin = torch.arange(bins, device=device) % 2
+        choices: list[int] = []
         band_of_bin = torch.from_numpy(_band_index(bins, rate, cfg.n_fft, int(params["gain_bands"]))).to(device)
         n_bands = int(band_of_bin.max()) + 1
         vocals = np.zeros_like(mix.samples)
@@ -303,18 +356,32 @@ class ReferenceSeparator(Separator):
             y = eq[..., None] * a  # EQ'd acapella (C, F, T)
             xy = (x * y.conj()).real
             yy = _power(y)
-            # per band sums: (C, bands, T)
-            idx = band_of_bin.view(1, -1, 1).expand_as(xy)
-            xy_b = torch.zeros(channels, n_bands, xy.shape[-1], device=device).scatter_add_(1, idx, xy)
-            yy_b = torch.zeros_like(xy_b).scatter_add_(1, idx, yy)
-            ry_b = torch.zeros_like(xy_b).scatter_add_(1, idx, _power(x - y) * yy)
-            xy_w, yy_w, ry_w = (_smooth_time(t, gain_frames) for t in (xy_b, yy_b, ry_b))
-            # Broadband gain first (bus compression/limiting acts on everything), shrunk toward 1;
-            # then each band's deviation from it, shrunk toward it.
-            broad = _shrunk_gain(xy_w.sum(1, keepdim=True), yy_w.sum(1, keepdim=True),
-                                 ry_w.sum(1, keepdim=True), torch.ones(1, device=device), _GAIN_PRIOR)
-            g = _shrunk_gain(xy_w, yy_w, ry_w, broad, _BAND_GAIN_PRIOR)
-            g = torch.clamp(g, min=0.0, max=max_gain)
+            # Per band and bin parity sums: (C, 2·bands, T); parity halves serve cross-validation.
+            idx = (2 * band_of_bin + parity_of_bin).view(1, -1, 1).expand_as(xy)
+            sums = [torch.zeros(channels, 2 * n_bands, xy.shape[-1], device=device).scatter_add_(1, idx, v)
+                    for v in (xy, yy, _power(x - y) * yy)]
+            halves = [(t[:, 0::2], t[:, 1::2]) for t in sums]  # even bins, odd bins
+            both = [h[0] + h[1] for h in halves]
+            band_g, broad_g = _dynamic_gains(both[0], both[1], both[2], gain_frames, max_gain)
+            # Keep the time-varying gains only where they predict the other half of the bins
+            # better than the static fit (per channel, per chunk): an unprocessed acapella stays
+            # static instead of picking up the accompaniment's noise.
+            held_out = torch.zeros(3, channels, dtype=torch.float64, device=device)
+            for train, test in ((0, 1), (1, 0)):
+                g_fit = _dynamic_gains(halves[0][train], halves[1][train], halves[2][train],
+                                       gain_frames, max_gain)
+                xy_t, yy_t = halves[0][test], halves[1][test]
+                broad_fit = g_fit[1]
+                for c_i, cand in enumerate((torch.ones_like(g_fit[0]), broad_fit.expand_as(g_fit[0]), g_fit[0])):
+                    held_out[c_i] += (-2.0 * cand * xy_t + cand * cand * yy_t).sum(dim=(1, 2)).double()
+            choice = held_out.argmin(dim=0)  # (C,) 0 static, 1 broadband, 2 per band
+            g = torch.stack([
+                torch.ones_like(band_g[c]) if int(choice[c]) == 0
+                else broad_g[c].expand_as(band_g[c]) if int(choice[c]) == 1 else band_g[c]
+                for c in range(channels)
+            ])
+            choices.extend(int(c) for c in choice)
+            yy_w = _smooth_time(both[1], gain_frames)
             g = torch.where(yy_w > _EPS, g, torch.ones_like(g))
             v = y * torch.gather(g, 1, band_of_bin.view(1, -1, 1).expand(channels, -1, g.shape[-1]))
             if cleanup > 0:
@@ -347,5 +414,8 @@ class ReferenceSeparator(Separator):
                 "band_gain_db_min": float(np.min(gains_db)),
                 "band_gain_db_max": float(np.max(gains_db)),
                 "chunks": len(spans),
+                "dynamic_gain_choice": {
+                    "static": choices.count(0), "broadband": choices.count(1), "per_band": choices.count(2),
+                },
             },
         )
