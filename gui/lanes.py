@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
 from engine.audio import READ_EXTENSIONS, Audio
 from engine.jobs import Job, JobContext
 from engine.session import Session, Track
+from engine.spectral import DEFAULT_STFT, StftConfig
 from engine.waveform import PeakPyramid
 from gui.jobs import JobBridge
 from gui.theme import ROLE_COLORS
@@ -54,6 +55,13 @@ def dropped_audio_paths(mime: Any) -> list[Path]:
 
 def looks_like_audio(path: Path) -> bool:
     return path.suffix.lower() in READ_EXTENSIONS
+
+
+def mask_stft(session: Session) -> StftConfig:
+    """The STFT the session's masks live in (recorded with the separation)."""
+    sep = session.separation or {}
+    stft = sep.get("stft") or {}
+    return StftConfig(int(stft.get("n_fft", DEFAULT_STFT.n_fft)), stft.get("hop")) if stft else DEFAULT_STFT
 
 
 class DisplayCache:
@@ -220,6 +228,7 @@ class LaneWidget(QFrame):
         self.waveform.set_color(ROLE_COLORS.get(track.role, ROLE_COLORS["stem"]))
         self.header.show_track(track)
         self.spectrogram.set_data(track.audio.samples, track.audio.sample_rate, track.offset_frames)
+        self.spectrogram.set_mask(self.session.masks.get(track.id), mask_stft(self.session))
 
     def _edit(self, setter: Any, value: Any) -> None:
         if self.track is not None:
@@ -313,6 +322,7 @@ class LaneStack(QWidget):
         self.show_waveform = True
         self.show_spectrogram = True
         self.log_frequency = False
+        self.show_masks = True
         self._building: dict[int, Job] = {}
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -438,6 +448,10 @@ class LaneStack(QWidget):
 
     def _new_lane(self) -> LaneWidget:
         lane = LaneWidget(self.session, self.jobs, self)
+        # Parent it at once: a parentless widget shown later would briefly become its own
+        # top-level window and take keyboard focus from the main window.
+        lane.setParent(self._body)
+        lane.hide()
         lane.file_dropped.connect(self.lane_file_dropped)
         lane.drawn.connect(self._check_drawn)
         return lane
@@ -460,6 +474,7 @@ class LaneStack(QWidget):
         if not (self.show_waveform and self.show_spectrogram):
             lane.set_views_visible(self.show_waveform, self.show_spectrogram)
         lane.set_log_frequency(self.log_frequency)
+        lane.spectrogram.set_mask_visible(self.show_masks)
         pyramid = self.cache.get(track.audio)
         if pyramid is not None:
             lane.set_pyramid(pyramid)
@@ -506,6 +521,12 @@ class LaneStack(QWidget):
         self.log_frequency = on
         for lane in self.lanes.values():
             lane.set_log_frequency(on)
+
+    def set_masks_visible(self, on: bool) -> None:
+        """Show or hide the mask overlay on the stem lanes' spectrograms."""
+        self.show_masks = on
+        for lane in self.lanes.values():
+            lane.spectrogram.set_mask_visible(on)
 
     def scroll_lanes(self, delta_px: int) -> None:
         bar = self.scroll_area.verticalScrollBar()

@@ -33,6 +33,7 @@ from engine.jobs import Job, JobContext
 from engine.playback import StreamFactory
 from engine.session import PROJECT_SUFFIX, Autosaver, Session
 from engine.waveform import PeakPyramid
+from gui import align_panel, analysis_dock, separate_panel
 from gui.jobs import JobBridge
 from gui.lanes import DisplayCache, LaneStack, dropped_audio_paths
 from gui.playback import PlaybackController
@@ -241,6 +242,9 @@ class MainWindow(QMainWindow):
         """Docked tool panels. Each panel module adds its own dock, menu entries and shortcuts
         (``install(window) -> panel``) and keeps its logic out of this file."""
         self.panels: dict[str, object] = {}
+        self.panels["align"] = align_panel.install(self)
+        self.panels["separate"] = separate_panel.install(self)
+        self.panels["analysis"] = analysis_dock.install(self)
 
     def _make_toolbar(self) -> None:
         tb = QToolBar("Transport")

@@ -22,6 +22,8 @@ from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import QWidget
 
 from engine.jobs import Job, JobContext
+from engine.mask_display import MaskImage, mask_display_image
+from engine.spectral import DEFAULT_STFT, StftConfig
 from engine.timeline import Timeline
 from engine.waveform import PeakPyramid, SpectrogramImage, display_spectrogram
 from gui.jobs import JobBridge
@@ -33,6 +35,9 @@ AXIS_WIDTH_PX = 46
 SPECTROGRAM_LEVELS_DB = (-100.0, -15.0)
 #: Most spectrogram columns computed per view (one per pixel up to this).
 MAX_SPECTROGRAM_COLUMNS = 2048
+#: Mask overlay: colour (RGB) and opacity; a mask value sets the alpha of its pixel.
+MASK_OVERLAY_RGB = (80, 230, 255)
+MASK_OVERLAY_OPACITY = 0.4
 # Quiet period after the last range change before a spectrogram is recomputed.
 _SPECTROGRAM_DEBOUNCE_MS = 40
 
@@ -418,6 +423,22 @@ class SpectrogramView(TimelinePlot):
         self._image.setLookupTable(pg.colormap.get("inferno").getLookupTable(nPts=256))
         self._image.setZValue(-10)
         self.addItem(self._image, ignoreBounds=True)
+        # The separation mask over the spectrogram: one whole-track image (reduced once by
+        # engine.mask_display), transparent where the mask is 0.
+        self.mask: np.ndarray | None = None
+        self.mask_stft: StftConfig = DEFAULT_STFT
+        self.mask_visible = True
+        self._mask_image: MaskImage | None = None
+        self._mask_job: Job | None = None
+        self._mask_item = pg.ImageItem(axisOrder="col-major")
+        lut = np.zeros((256, 4), dtype=np.uint8)
+        lut[:, :3] = MASK_OVERLAY_RGB
+        lut[:, 3] = np.linspace(0, 255, 256).astype(np.uint8)
+        self._mask_item.setLookupTable(lut)
+        self._mask_item.setOpacity(MASK_OVERLAY_OPACITY)
+        self._mask_item.setZValue(-5)
+        self._mask_item.hide()
+        self.addItem(self._mask_item, ignoreBounds=True)
         self._debounce = QTimer(self)
         self._debounce.setSingleShot(True)
         self._debounce.setInterval(_SPECTROGRAM_DEBOUNCE_MS)
@@ -437,12 +458,70 @@ class SpectrogramView(TimelinePlot):
     def set_offset(self, offset_frames: float) -> None:
         self.offset_frames = float(offset_frames)
         self.schedule_render()
+        self._place_mask()
 
     def set_log_frequency(self, log_frequency: bool) -> None:
         if log_frequency != self.log_frequency:
             self.log_frequency = log_frequency
             self._set_y_extent()
             self.schedule_render(immediate=True)
+            self._render_mask()
+
+    # ---- mask overlay ------------------------------------------------------------------------
+    def set_mask(self, mask: np.ndarray | None, stft: StftConfig = DEFAULT_STFT) -> None:
+        """Overlay a separation mask ``(channels, bins, frames)`` in [0, 1] (None: none)."""
+        self.mask, self.mask_stft = mask, stft
+        self._mask_image = None
+        self._render_mask()
+
+    def set_mask_visible(self, on: bool) -> None:
+        self.mask_visible = bool(on)
+        self._mask_item.setVisible(self.mask_visible and self._mask_image is not None)
+
+    @property
+    def mask_image(self) -> MaskImage | None:
+        """The overlay's display image (None until it arrives, or without a mask)."""
+        return self._mask_image
+
+    def _render_mask(self) -> None:
+        if self._mask_job is not None:
+            self._mask_job.cancel()
+            self._mask_job = None
+        mask = self.mask
+        if mask is None:
+            self._mask_item.hide()
+            return
+        rate, stft, log_f = self.track_rate, self.mask_stft, self.log_frequency
+
+        def work(ctx: JobContext) -> MaskImage:
+            return mask_display_image(mask, rate, stft, log_frequency=log_f)
+
+        def done(job: Job) -> None:
+            if job is not self._mask_job:
+                return
+            self._mask_job = None
+            img: MaskImage = job.result
+            if img.log_frequency != self.log_frequency:
+                return
+            self._mask_image = img
+            self._mask_item.setImage(img.image, autoLevels=False, levels=(0.0, 1.0))
+            self._place_mask()
+            self._mask_item.setVisible(self.mask_visible)
+
+        def dropped(job: Job) -> None:
+            if job is self._mask_job:
+                self._mask_job = None
+
+        self._mask_job = self.jobs.submit("Mask overlay", work, on_finished=done, on_failed=dropped,
+                                          on_cancelled=dropped, render=True)
+
+    def _place_mask(self) -> None:
+        img = self._mask_image
+        if img is None:
+            return
+        x0 = self.offset_frames / self.timeline.sample_rate + img.start_seconds
+        self._mask_item.setRect(QRectF(x0, img.y_low, img.stop_seconds - img.start_seconds,
+                                       img.y_high - img.y_low))
 
     def _set_y_extent(self) -> None:
         nyquist = self.track_rate / 2.0
@@ -473,10 +552,13 @@ class SpectrogramView(TimelinePlot):
         if self._job is not None:
             self._job.cancel()
             self._job = None
+        if self._mask_job is not None:
+            self._mask_job.cancel()
+            self._mask_job = None
 
     @property
     def busy(self) -> bool:
-        return self._job is not None or self._debounce.isActive()
+        return self._job is not None or self._debounce.isActive() or self._mask_job is not None
 
     def render(self) -> None:
         """Queue the image for the current range on the display queue (cancels a stale one)."""

@@ -46,6 +46,7 @@ from engine.align.render import (
     conform_channels,
     null_depth_for,
     render_aligned,
+    render_residual,
     shift_onto_timeline,
 )
 from engine.align.result import AlignmentParams, AlignmentResult, LocalFit, NullTest
@@ -68,5 +69,6 @@ __all__ = [
     "null_depth_for",
     "null_test",
     "render_aligned",
+    "render_residual",
     "shift_onto_timeline",
 ]

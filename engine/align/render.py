@@ -29,8 +29,8 @@ import numpy as np
 import scipy.fft
 import soxr
 
-from engine.align.nulltest import band_bin_edges, ratio_db
-from engine.align.result import AlignmentParams
+from engine.align.nulltest import band_bin_edges, null_test, ratio_db
+from engine.align.result import AlignmentParams, NullTest
 from engine.audio import Audio, resample
 
 #: Zeros on each side of a phase-ramp shift so its periodic ringing does not wrap around.
@@ -556,6 +556,14 @@ class AlignmentRenderer:
                 break
         return ref.offset + s
 
+    def is_fast(self, params: AlignmentParams) -> bool:
+        """True when :meth:`null` for ``params`` reuses the cached placement (one pass over the
+        cross-spectrum, tens of ms), False when it would rebuild it (~0.6 s for 4 minutes):
+        the GUI measures fast nudges on its own thread and sends slow ones to the engine."""
+        ref = self._ref
+        return (ref is not None and ref.drift_ppm == params.drift_ppm
+                and abs(params.offset_samples - ref.offset) <= self.fast_range_frames)
+
     def render(self, params: AlignmentParams | None = None) -> np.ndarray:
         """The aligned acapella on the whole timeline, float32 ``(mix channels, mix frames)``."""
         p = params if params is not None else self.params
@@ -611,6 +619,35 @@ class AlignmentRenderer:
         for c in range(channels):
             out[c] = np.convolve(seg[c], h, mode="valid")[:length]
         return out
+
+
+def render_residual(
+    mix: Audio,
+    converted: np.ndarray,
+    params: AlignmentParams,
+    region: tuple[int, int] | None = None,
+    window_seconds: float = 1.0,
+) -> tuple[np.ndarray, NullTest]:
+    """What is left of the mix after subtracting the aligned acapella, and its null test.
+
+    Args:
+        mix: the mix.
+        converted: the acapella at the mix's rate and channels, drift-corrected, float32
+            ``(mix channels, frames)`` (:meth:`AlignmentRenderer.drift_corrected`); only read,
+            so a job may use the renderer's cached array while the GUI thread keeps nudging.
+        params: offset/gain/polarity to place it with (its drift must be the one ``converted``
+            was corrected for).
+        region: ``(start, stop)`` mix frames to measure the null over (None = the whole mix).
+        window_seconds: window of the per-window null depths (the local-fit curve).
+
+    Returns:
+        ``(residual, null)``: float32 ``(mix channels, mix frames)`` = ``mix - aligned``, and
+        the :class:`NullTest` of that subtraction.
+    """
+    aligned = shift_onto_timeline(converted, float(params.offset_samples), mix.frames, params.linear_gain)
+    nt = null_test(mix.samples, aligned, mix.sample_rate, window_seconds=window_seconds, region=region)
+    np.subtract(mix.samples, aligned, out=aligned)
+    return aligned, nt
 
 
 def null_depth_for(mix: Audio, acapella: Audio, params: AlignmentParams) -> float:
