@@ -52,6 +52,7 @@ from engine.audio import Audio
 from engine.jobs import Job, JobContext
 from engine.session import Session, Track
 from engine.waveform import PeakPyramid
+from gui.actions import window_action
 from gui.views import TimelinePlot
 
 #: The meter's scale: 0 dB (nothing cancelled) to this depth.
@@ -291,17 +292,7 @@ class AlignPanel(QDockWidget):
         w = self.window_
 
         def act(text: str, shortcut: str | None, slot: Any, checkable: bool = False) -> QAction:
-            a = QAction(text, w)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            a.setCheckable(checkable)
-            if checkable:
-                a.toggled.connect(slot)
-            else:
-                a.triggered.connect(lambda _=False: slot())
-            w.addAction(a)
-            return a
+            return window_action(w, text, shortcut, slot, checkable)
 
         self.act_align = act("&Auto-align Acapella", "Ctrl+Shift+A", self.auto_align)
         self.act_invert = act("&Invert-check", "Ctrl+I", self.set_invert_check, checkable=True)

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtGui import QAction
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -56,6 +56,7 @@ from engine.jobs import Job, JobContext
 from engine.separators.base import REGISTRY, Parameter, SeparationResult, get_separator
 from engine.session import RESOURCES, Session, Track
 from engine.waveform import PeakPyramid
+from gui.actions import window_action
 from gui.export_dialog import ExportDialog
 from gui.views import format_time
 
@@ -229,17 +230,7 @@ class SeparatePanel(QDockWidget):
         w = self.window_
 
         def act(text: str, shortcut: str | None, slot: Any, checkable: bool = False) -> QAction:
-            a = QAction(text, w)
-            if shortcut:
-                a.setShortcut(QKeySequence(shortcut))
-                a.setShortcutContext(Qt.ShortcutContext.WindowShortcut)
-            a.setCheckable(checkable)
-            if checkable:
-                a.toggled.connect(slot)
-            else:
-                a.triggered.connect(lambda _=False: slot())
-            w.addAction(a)
-            return a
+            return window_action(w, text, shortcut, slot, checkable)
 
         self.act_separate = act("&Separate…", "Ctrl+Shift+E", self._separate_from_menu)
         self.act_export = act("&Export Stems…", "Ctrl+E", self.show_export_dialog)
