@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
 
 from engine.audio import WRITE_SUBTYPES, Audio, save_audio
+from engine.dynamics import limiter_gain
 from engine.errors import InputError
 
 TEMPLATE_FIELDS = ("title", "stem", "engine", "index")
@@ -96,24 +96,16 @@ def peak_db(samples: np.ndarray) -> float:
 
 
 def limit(samples: np.ndarray, sample_rate: int, ceiling_db: float = -0.3) -> tuple[np.ndarray, float]:
-    """Look-ahead peak limiter (channels linked).
-
-    The needed gain per sample ``min(1, ceiling/|x|)`` is spread with a minimum filter of
-    2 × 10 ms then smoothed with a 10 ms moving average (the average of a minimum over a window
-    twice as long never exceeds the needed gain), so the output never exceeds the ceiling and
-    gain changes take 10 ms.
+    """Look-ahead peak limiter (channels linked; :func:`engine.dynamics.limiter_gain`, 10 ms).
 
     Returns:
-        ``(limited float32 (channels, frames), largest gain reduction in dB)``.
+        ``(limited float32 (channels, frames), largest gain reduction in dB)``; audio that never
+        reaches the ceiling comes back unchanged.
     """
-    ceiling = 10 ** (ceiling_db / 20)
     level = np.max(np.abs(samples), axis=0)
-    if level.size == 0 or float(level.max()) <= ceiling:
+    if level.size == 0 or float(level.max()) <= 10 ** (ceiling_db / 20):
         return samples.astype(np.float32, copy=False), 0.0
-    need = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
-    width = max(int(0.010 * sample_rate), 1)
-    gain = uniform_filter1d(minimum_filter1d(need, size=2 * width + 1, mode="nearest"), size=width, mode="nearest")
-    gain = np.minimum(gain, need)  # float rounding guard: never above what is needed
+    gain = limiter_gain(samples, sample_rate, ceiling_db, lookahead_ms=10.0, hold_ms=10.0)
     out = (samples * gain[None, :]).astype(np.float32)
     return out, float(-20 * np.log10(max(float(gain.min()), 1e-12)))
 

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage, signal, special
+from scipy import signal, special
+
+from engine.dynamics import limiter_gain  # noqa: F401  (the bus limiter; shared with export)
 
 
 @dataclass(frozen=True)
@@ -191,35 +193,6 @@ def reverb_wet(x: np.ndarray, ir: np.ndarray) -> np.ndarray:
     stereo ``ir``, cut to ``x``'s length: ``(2, frames)``."""
     mono = x.mean(axis=0)
     return np.stack([signal.oaconvolve(mono, ir[c])[: x.shape[-1]] for c in range(2)])
-
-
-def limiter_gain(
-    x: np.ndarray,
-    sample_rate: int,
-    ceiling_db: float = -1.0,
-    lookahead_ms: float = 5.0,
-    hold_ms: float = 30.0,
-) -> np.ndarray:
-    """Gain curve ``(frames,)`` of a look-ahead peak limiter: ``x * gain`` never exceeds the ceiling.
-
-    The needed gain per sample is min-filtered over ``lookahead + hold`` ahead and then smoothed
-    by a Hann window of ``lookahead``; every smoothed value averages minima that already cover
-    the current sample, so the ceiling holds exactly, and the ramps are click-free. Being a pure
-    gain (no waveshaping), applying it to each stem keeps the stems summing to the limited mix.
-    """
-    ceiling = 10 ** (ceiling_db / 20)
-    peak = np.max(np.abs(x), axis=0)
-    need = np.minimum(1.0, ceiling / np.maximum(peak, 1e-12))
-    a = max(int(lookahead_ms * sample_rate / 1000), 1)
-    w = a + int(hold_ms * sample_rate / 1000)
-    # m[j] = min(need[j : j + w]).
-    m = ndimage.minimum_filter1d(need, size=w, origin=-(w // 2), mode="nearest")
-    kernel = np.hanning(a + 2)[1:-1]
-    kernel /= kernel.sum()
-    # g[n] = Σ kernel · m[n − a + 1 … n]: each of those minima covers sample n.
-    padded = np.concatenate([np.full(a - 1, m[0]), m])
-    gain = np.convolve(padded, kernel[::-1], mode="valid")
-    return np.minimum(gain, 1.0)
 
 
 _PHASES = 2048  # fractional-delay table resolution (linear interpolation between phases)
