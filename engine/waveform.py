@@ -87,23 +87,36 @@ class PeakPyramid:
         # Every level is filled chunk by chunk: a chunk is a whole number of the largest block,
         # so chunks never share a block, and no single numpy call (reduceat holds the GIL)
         # runs long enough to stall the GUI thread.
+        pyramid = cls(samples, levels)
         for a in range(0, frames, _CHUNK_FRAMES):
             if cancel is not None and cancel():
                 raise Cancelled()
             b = min(a + _CHUNK_FRAMES, frames)
-            src_lo = src_hi = samples[:, a:b]
-            prev_block = 1
-            for block, (lo, hi) in zip(BLOCK_SIZES, levels, strict=True):
-                step = block // prev_block  # source elements per block of this level
-                n_src = src_lo.shape[1]
-                idx = np.arange(0, n_src, step)
-                sl = slice(a // block, a // block + idx.size)
-                np.minimum.reduceat(src_lo, idx, axis=1, out=lo[:, sl])
-                np.maximum.reduceat(src_hi, idx, axis=1, out=hi[:, sl])
-                src_lo, src_hi, prev_block = lo[:, sl], hi[:, sl], block
+            pyramid._fill(a, b)
             if progress is not None:
                 progress(b / frames, "Building waveform overview")
-        return cls(samples, levels)
+        return pyramid
+
+    def _fill(self, a: int, b: int) -> None:
+        """Reduce frames ``[a, b)`` into every level (``a`` a multiple of the largest block)."""
+        src_lo = src_hi = self.samples[:, a:b]
+        prev_block = 1
+        for block, (lo, hi) in zip(BLOCK_SIZES, self.levels, strict=True):
+            step = block // prev_block  # source elements per block of this level
+            n_src = src_lo.shape[1]
+            idx = np.arange(0, n_src, step)
+            sl = slice(a // block, a // block + idx.size)
+            np.minimum.reduceat(src_lo, idx, axis=1, out=lo[:, sl])
+            np.maximum.reduceat(src_hi, idx, axis=1, out=hi[:, sl])
+            src_lo, src_hi, prev_block = lo[:, sl], hi[:, sl], block
+
+    def update(self, start: int, stop: int) -> None:
+        """Recompute the peaks over frames ``[start, stop)`` after the samples changed there
+        (e.g. a mask edit re-rendered part of a stem); whole largest blocks, in place."""
+        big = BLOCK_SIZES[-1]
+        stop = min(int(stop), self.frames)
+        for a in range((max(int(start), 0) // big) * big, stop, big):
+            self._fill(a, min(a + big, self.frames))
 
     # ---- querying ----------------------------------------------------------------------------
     def envelope(self, start: float, stop: float, pixels: int) -> tuple[np.ndarray, np.ndarray]:

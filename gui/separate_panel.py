@@ -53,6 +53,7 @@ from engine.align import AlignmentParams, AlignmentResult, align_acapella, rende
 from engine.audio import Audio
 from engine.errors import InputError
 from engine.jobs import Job, JobContext
+from engine.maskedit import normalised_masks
 from engine.separators.base import REGISTRY, Parameter, SeparationResult, get_separator
 from engine.session import RESOURCES, Session, Track
 from engine.waveform import PeakPyramid
@@ -371,6 +372,10 @@ class SeparatePanel(QDockWidget):
                 mix_audio, acapella=aligned, device=device, parameters=values,
                 progress=lambda f, m: ctx.progress(base + span * f, m), cancel=ctx.cancel_token,
             )
+            if len(result.stems) >= 2 and all(stem in result.masks for stem in result.stems):
+                # the editable form (engine.maskedit): one mask per stem, summing to one
+                ctx.progress(0.92, "Preparing the masks for editing")
+                result.masks = normalised_masks(result.masks, list(result.stems))
             pyramids = {}
             for i, (stem, audio) in enumerate(result.stems.items()):
                 ctx.progress(0.92 + 0.08 * i / max(len(result.stems), 1), f"Overview of {stem}")

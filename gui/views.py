@@ -113,6 +113,9 @@ class TimelineViewBox(pg.ViewBox):
         self.scroll_lanes = scroll_lanes
         self.setMouseEnabled(False, False)
         self._drag_anchor: int | None = None
+        # A mask tool (gui.mask_editor) takes the left button while it is set: an object with
+        # press(pos) / drag(pos) / release(pos) taking view coordinates (seconds, y).
+        self.edit_handler: Any = None
 
     def _frame_at(self, scene_pos: Any) -> int:
         x = self.mapSceneToView(scene_pos).x()
@@ -133,6 +136,12 @@ class TimelineViewBox(pg.ViewBox):
         ev.accept()
 
     def mouseClickEvent(self, ev: Any) -> None:
+        if ev.button() == Qt.MouseButton.LeftButton and self.edit_handler is not None:
+            pos = self.mapSceneToView(ev.scenePos())
+            self.edit_handler.press(pos)
+            self.edit_handler.release(pos)
+            ev.accept()
+            return
         if ev.button() == Qt.MouseButton.LeftButton:
             frame = self._frame_at(ev.scenePos())
             self.timeline.set_playhead(min(max(frame, 0), self.timeline.length_frames))
@@ -145,6 +154,14 @@ class TimelineViewBox(pg.ViewBox):
             ev.ignore()
             return
         ev.accept()
+        if self.edit_handler is not None:
+            if ev.isStart():
+                self.edit_handler.press(self.mapSceneToView(ev.buttonDownScenePos(Qt.MouseButton.LeftButton)))
+            pos = self.mapSceneToView(ev.scenePos())
+            self.edit_handler.drag(pos)
+            if ev.isFinish():
+                self.edit_handler.release(pos)
+            return
         if ev.isStart() or self._drag_anchor is None:
             self._drag_anchor = self._frame_at(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
         self.timeline.set_selection(self._drag_anchor, self._frame_at(ev.scenePos()))
@@ -473,6 +490,20 @@ class SpectrogramView(TimelinePlot):
         self.mask, self.mask_stft = mask, stft
         self._mask_image = None
         self._render_mask()
+
+    def set_mask_opacity(self, opacity: float) -> None:
+        self._mask_item.setOpacity(float(opacity))
+
+    def mask_columns_changed(self) -> None:
+        """The overlay's image was updated in place (mask editing): show it again."""
+        img = self._mask_image
+        if img is not None:
+            self._mask_item.setImage(img.image, autoLevels=False, levels=(0.0, 1.0))
+
+    def refresh_audio(self) -> None:
+        """The samples changed in place (a mask edit re-rendered them): draw them again."""
+        self._request_key = None
+        self.schedule_render(immediate=True)
 
     def set_mask_visible(self, on: bool) -> None:
         self.mask_visible = bool(on)

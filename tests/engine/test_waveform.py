@@ -138,3 +138,14 @@ def test_display_spectrogram_past_the_end_is_silent_and_cancellable() -> None:
     assert img.image_db.max() <= -119.0  # the 1e-12 power floor
     with pytest.raises(Cancelled):
         display_spectrogram(x, 44_100, 0, 44_100, 10, cancel=lambda: True)
+
+
+def test_update_after_samples_change_matches_rebuild() -> None:
+    rng = np.random.default_rng(3)
+    samples = rng.standard_normal((2, 300_000)).astype(np.float32)
+    pyramid = PeakPyramid.build(samples)
+    samples[:, 140_000:150_000] *= 3.0
+    pyramid.update(140_000, 150_000)
+    fresh = PeakPyramid.build(samples.copy())
+    for (lo, hi), (lo2, hi2) in zip(pyramid.levels, fresh.levels, strict=True):
+        assert np.array_equal(lo, lo2) and np.array_equal(hi, hi2)

@@ -68,9 +68,9 @@ def test_controls_come_from_the_registry(window) -> None:
     assert panel.parameters()["cleanup"] == 0.5
     panel.reset_button.click()
     assert panel.parameters()["cleanup"] == REGISTRY["reference"]().resolve_parameters(None)["cleanup"]
-    # the Separate menu sits before Help
+    # the Separate menu, then the Masks menu, sit before Help
     titles = [a.text() for a in window.menuBar().actions()]
-    assert titles.index("Se&parate") == titles.index("&Help") - 1
+    assert titles.index("Se&parate") == titles.index("&Masks") - 1 == titles.index("&Help") - 2
 
 
 def test_separate_adds_stem_lanes_that_sum_to_the_mix_with_masks(qtbot, window) -> None:
@@ -84,8 +84,9 @@ def test_separate_adds_stem_lanes_that_sum_to_the_mix_with_masks(qtbot, window) 
     mix = s.track_by_role("mix").audio.samples.astype(np.float64)
     total = sum(t.audio.samples.astype(np.float64) for t in stems)
     assert 10 * np.log10(np.sum((total - mix) ** 2) / np.sum(mix**2) + 1e-30) <= -100.0
-    for t in stems:
-        assert s.masks[t.id].shape[:2] == (2, 1025) and 0.0 <= s.masks[t.id].min() <= s.masks[t.id].max() <= 1.0
+    for t in stems:  # the editable form: one (bins, frames) mask per stem, summing to one
+        assert s.masks[t.id].shape[0] == 1025 and 0.0 <= s.masks[t.id].min() <= s.masks[t.id].max() <= 1.0
+    assert np.max(np.abs(sum(s.masks[t.id] for t in stems) - 1.0)) < 1e-5
     assert s.separation["engine"] == "reference" and s.separation["seconds"] > 0
     assert s.separation["parameters"]["cleanup"] == REGISTRY["reference"]().resolve_parameters(None)["cleanup"]
     # one lane per stem, each with its mask overlay over the spectrogram

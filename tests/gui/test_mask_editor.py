@@ -1,0 +1,149 @@
+"""Mask tools driven with synthesized mouse events: the stems change where painted, still sum to
+the mix, and undo restores them exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtTest import QTest
+
+from tests.gui.test_separate_panel import load_song, separate
+
+pytestmark = pytest.mark.gui
+
+
+def _sum_error_db(session) -> float:
+    mix = session.track_by_role("mix").audio.samples.astype(np.float64)
+    total = sum(t.audio.samples.astype(np.float64) for t in session.tracks if t.role == "stem")
+    return 10 * np.log10(np.sum((total - mix) ** 2) / np.sum(mix**2) + 1e-30)
+
+
+def _ready(qtbot, window):
+    load_song(window)
+    separate(qtbot, window.panels["separate"])
+    s = window.session
+    stems = {t.name: t for t in s.tracks if t.role == "stem"}
+    qtbot.waitUntil(lambda: all(t.id in window.lane_stack.lanes for t in stems.values()), timeout=10_000)
+    lane = window.lane_stack.lanes[stems["vocals"].id]
+    qtbot.waitUntil(lambda: lane.spectrogram.mask_image is not None, timeout=10_000)
+    window.session.timeline.set_range(0, s.length_frames())
+    qtbot.wait(50)
+    return s, stems, lane
+
+
+def _to_widget(view, seconds: float, hz: float) -> QPoint:
+    scene = view.vb.mapViewToScene(QPointF(seconds, hz))
+    return view.mapFromScene(scene)
+
+
+def _drag(qtbot, view, points: list[tuple[float, float]]) -> None:
+    viewport = view.viewport()
+    pts = [_to_widget(view, t, f) for t, f in points]
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0])
+    for p in pts[1:]:
+        QTest.mouseMove(viewport, p, 5)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1], 5)
+    qtbot.wait(20)
+
+
+def test_brush_stroke_changes_the_stem_where_painted_and_undo_restores(qtbot, window) -> None:
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    before = {n: t.audio.samples.copy() for n, t in stems.items()}
+    masks_before = {n: s.masks[t.id].copy() for n, t in stems.items()}
+    editor.width_ms.setValue(100)
+    editor.height_hz.setValue(4000)
+    editor.tool_actions["eraser"].trigger()
+    assert editor.tool == "eraser" and lane.spectrogram.vb.edit_handler is not None
+    _drag(qtbot, lane.spectrogram, [(0.8, 1500.0), (0.9, 1500.0), (1.0, 1600.0), (1.1, 1500.0)])
+    vocals = stems["vocals"].audio.samples
+    changed = np.flatnonzero(np.any(vocals != before["vocals"], axis=0))
+    assert changed.size > 0
+    rate = stems["vocals"].audio.sample_rate
+    # only around the stroke (its time span ± the brush radius and one STFT window)
+    assert changed.min() / rate > 0.6 and changed.max() / rate < 1.3
+    seg = slice(int(0.85 * rate), int(1.05 * rate))
+    assert np.sum(vocals[:, seg] ** 2) < 0.9 * np.sum(before["vocals"][:, seg] ** 2)
+    assert _sum_error_db(s) <= -100.0
+    assert not np.array_equal(s.masks[stems["vocals"].id], masks_before["vocals"])
+    undo = window.undo_actions["undo"]
+    assert undo.isEnabled() and "Eraser on vocals" in undo.text()
+    undo.trigger()
+    for n, t in stems.items():
+        assert np.array_equal(t.audio.samples, before[n])
+        assert np.array_equal(s.masks[t.id], masks_before[n])
+    window.undo_actions["redo"].trigger()
+    assert np.array_equal(stems["vocals"].audio.samples, vocals) or not np.array_equal(
+        stems["vocals"].audio.samples, before["vocals"])
+    assert s.dirty
+
+
+def test_box_fill_moves_energy_into_the_stem_and_select_gives_the_mouse_back(qtbot, window) -> None:
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    before = {n: t.audio.samples.copy() for n, t in stems.items()}
+    editor.set_tool("box")
+    editor.box_mode.setCurrentText("Fill")
+    editor.feather.setValue(0)
+    _drag(qtbot, lane.spectrogram, [(0.5, 100.0), (1.0, 2000.0), (1.5, 5000.0)])
+    rate = stems["vocals"].audio.sample_rate
+    seg = slice(int(0.7 * rate), int(1.3 * rate))
+    inst = stems["instrumental"].audio.samples
+    assert np.sum(inst[:, seg] ** 2) < 0.5 * np.sum(before["instrumental"][:, seg] ** 2)
+    assert _sum_error_db(s) <= -100.0
+    assert "Box Fill on vocals" in window.undo_actions["undo"].text()
+    editor.tool_actions["select"].trigger()
+    assert lane.spectrogram.vb.edit_handler is None
+    # the mask overlay shows the edit: the box is (nearly) opaque on the vocals lane
+    img = lane.spectrogram.mask_image
+    col = int((1.0 - img.start_seconds) / (img.stop_seconds - img.start_seconds) * img.image.shape[0])
+    assert img.image[col, 5:40].min() > 0.95
+
+
+def test_playback_plays_the_edit_without_stopping(qtbot, window, fake_output) -> None:
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    panel = window.panels["separate"]
+    s.set_mute(stems["instrumental"].id, True)
+    panel.act_ab.setChecked(True)  # B: the stems, the instrumental muted: the vocals alone
+    window.playback.play()
+    stream = fake_output.streams[-1]
+    rate = stems["vocals"].audio.sample_rate
+    start = int(1.0 * rate)
+    window.playback.seek(start)
+    editor.set_tool("box")
+    editor.box_mode.setCurrentText("Clear")
+    editor.feather.setValue(0)
+    # clear everything the vocals have from 0.9 s to 1.6 s, while playing
+    editor.press(lane, (0.9, 0.0), QPointF(0.9, 0.0))
+    editor.release(lane, (1.6, rate / 2), QPointF(1.6, rate / 2))
+    out = stream.pump(4096)  # the next buffers the device asks for hold the edited audio
+    assert np.max(np.abs(out)) < 1e-5
+    assert window.playback.player.playing
+    window.undo_actions["undo"].trigger()
+    out = stream.pump(4096)
+    assert np.max(np.abs(out)) > 1e-3
+    window.playback.stop()
+
+
+def test_contrast_runs_as_a_job_and_undoes(qtbot, window) -> None:
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    vocals_id = stems["vocals"].id
+    before = s.masks[vocals_id].copy()
+    audio_before = stems["vocals"].audio.samples.copy()
+    editor.stem_combo.setCurrentText("vocals")
+    editor.threshold.setValue(0.5)
+    editor.contrast.setValue(4.0)
+    editor.act_contrast.trigger()
+    assert editor.job is not None and not window.undo_actions["undo"].isEnabled()
+    qtbot.waitUntil(lambda: editor.job is None, timeout=30_000)
+    m = s.masks[vocals_id]
+    # contrast pushes values away from the threshold: more of the mask sits near 0 or 1
+    assert np.mean((m < 0.1) | (m > 0.9)) > np.mean((before < 0.1) | (before > 0.9)) + 0.05
+    assert _sum_error_db(s) <= -100.0
+    assert "Contrast 4 at 0.5 on vocals" in window.undo_actions["undo"].text()
+    window.undo_actions["undo"].trigger()
+    assert np.array_equal(s.masks[vocals_id], before)
+    assert np.array_equal(stems["vocals"].audio.samples, audio_before)
