@@ -34,9 +34,11 @@ from typing import Any
 import numpy as np
 
 from engine import __version__
+from engine.align import align_acapella as align
+from engine.align import render_aligned
 from engine.analysis import metrics as mt
 from engine.analysis import statuses as st
-from engine.analysis.bss_eval import FILTER_TAPS, bss_eval_images_v4, cross_correlations, safe_db
+from engine.analysis.bss_eval import FILTER_TAPS, bss_eval_images_v4, safe_db
 from engine.analysis.spectral_pass import SpectralSums, power_image, spectral_pass
 from engine.analysis.summary import stem_score
 from engine.audio import Audio, resample
@@ -49,7 +51,6 @@ Section = dict[str, Any]
 
 STEM_ORDER = ("drums", "bass", "other", "vocals", "instrumental", "accompaniment", "target", "residual")
 BSS_WINDOW_SECONDS = 1.0
-ALIGN_MAX_SECONDS = 30.0
 #: Worker threads: BSS Eval and the stems run side by side (the benchmark's 2 cores).
 ANALYSIS_WORKERS = max(1, min(2, os.cpu_count() or 1))
 
@@ -686,63 +687,33 @@ def _figure_counts(stems: dict[str, StemReport]) -> dict[str, int]:
 
 
 def align_acapella(stem: np.ndarray, acapella: np.ndarray, rate: int) -> tuple[np.ndarray, Section]:
-    """Line the acapella up with the vocal stem: offset, polarity and least-squares gain.
-
-    A coarse search by FFT cross-correlation of the channel means (decimated ×8, ±30 s), refined
-    at the full rate within ±50 ms (periodic voices give near-equal peaks a pitch period apart
-    at the coarse rate). (The alignment engine does this more thoroughly, with
-    drift; this is enough to compare levels and timing with a stem.)
+    """Line the acapella up with the vocal stem with the alignment engine (:mod:`engine.align`):
+    sub-sample offset, drift, gain and polarity, then place it on the stem's timeline.
 
     Args:
-        stem: ``(channels, n)``; acapella: ``(channels, m)`` at the same rate and channels.
+        stem: ``(channels, n)``; acapella: ``(channels, m)`` at the same rate.
 
     Returns:
-        ``(aligned acapella (channels, n), details)``; details give ``offset_seconds`` (acapella
-        sample k plays at stem sample k + offset), ``polarity``, ``gain_db``, ``correlation``.
+        ``(aligned acapella (channels, n), details)``; details give ``offset_samples`` and
+        ``offset_seconds`` (acapella sample k plays at stem sample k + offset), ``drift_ppm``,
+        ``polarity``, ``gain_db``, ``confidence``, ``matched``, ``correlation`` (of the aligned
+        acapella with the stem).
     """
-    from scipy.signal import fftconvolve, resample_poly
-
-    s_mono = stem.mean(axis=0).astype(np.float64)
-    a_mono = acapella.mean(axis=0).astype(np.float64)
-    dec = 8
-    sd = resample_poly(s_mono, 1, dec)
-    ad = resample_poly(a_mono, 1, dec)
-    xc = fftconvolve(sd, ad[::-1], mode="full")  # index i -> lag i - (len(ad) - 1)
-    lags = np.arange(xc.size) - (ad.size - 1)
-    limit = ALIGN_MAX_SECONDS * rate / dec
-    xc = np.where(np.abs(lags) <= limit, xc, 0.0)
-    coarse = int(lags[int(np.argmax(np.abs(xc)))]) * dec
-    # Refine: correlations at coarse ± 16 samples on the full-rate signals.
-    span = max(16, int(0.05 * rate))
-
-    def shifted(x: np.ndarray, lag: int, n: int) -> np.ndarray:
-        out = np.zeros(n)
-        if lag >= 0:
-            m = max(0, min(n - lag, x.size))
-            out[lag : lag + m] = x[:m]
-        else:
-            m = max(0, min(n, x.size + lag))
-            out[:m] = x[-lag : -lag + m]
-        return out
-
-    base = shifted(a_mono, coarse - span, s_mono.size)
-    corr = cross_correlations(np.stack([base, s_mono]), 1, 2 * span + 1)[0, 1]
-    i = int(np.argmax(np.abs(corr)))
-    best, best_val = coarse - span + i, float(corr[i])
-    polarity = 1 if best_val >= 0 else -1
-    aligned = np.stack([shifted(acapella[c].astype(np.float64), best, stem.shape[-1]) for c in range(stem.shape[0])])
-    aa = float(np.sum(aligned * aligned))
-    sa = float(np.sum(aligned * stem))
-    gain = sa / aa if aa > 0 else 0.0
+    found = align(Audio(np.ascontiguousarray(stem, dtype=np.float32), rate),
+                  Audio(np.ascontiguousarray(acapella, dtype=np.float32), rate))
+    aligned = render_aligned(Audio(np.ascontiguousarray(acapella, dtype=np.float32), rate), found.params,
+                             rate, stem.shape[-1], stem.shape[0])
+    aa = float(np.sum(aligned.astype(np.float64) ** 2))
     ss = float(np.sum(stem.astype(np.float64) ** 2))
-    corr_norm = sa / math.sqrt(aa * ss) if aa > 0 and ss > 0 else float("nan")
+    sa = float(np.sum(aligned.astype(np.float64) * stem))
     details = {
-        "offset_samples": best, "offset_seconds": best / rate, "polarity": polarity,
-        "gain_db": float(safe_db(gain * gain, 1.0)) if gain != 0 else float("-inf"),
-        "correlation": corr_norm,
-        "method": "cross-correlation (decimated ×8, refined at the full rate); least-squares gain",
+        "offset_samples": float(found.offset_samples), "offset_seconds": float(found.offset_seconds),
+        "drift_ppm": float(found.drift_ppm), "polarity": int(found.polarity), "gain_db": float(found.gain_db),
+        "confidence": float(found.confidence), "matched": bool(found.matched),
+        "correlation": sa / math.sqrt(aa * ss) if aa > 0 and ss > 0 else float("nan"),
+        "method": "engine.align: GCC-PHAT offset with sub-sample refinement, drift fit, gain and polarity",
     }
-    return (aligned * gain).astype(np.float32), details
+    return aligned.astype(np.float32), details
 
 
 def _reference_free_mode(

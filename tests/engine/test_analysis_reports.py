@@ -154,7 +154,7 @@ def test_reference_free_mode_with_mix_and_acapella(tmp_path: Path) -> None:
     assert report.mixture["status"]["grade"] == "ok"
     vocals = report.stems["vocals"].sections
     align = vocals["acapella_comparison"]["alignment"]
-    assert align["offset_samples"] == -shift and align["polarity"] == 1
+    assert align["offset_samples"] == pytest.approx(-shift, abs=0.05) and align["polarity"] == 1
     assert align["gain_db"] == pytest.approx(20 * math.log10(2), abs=0.01)
     assert vocals["acapella_comparison"]["seed_metrics"]["si_sdr_db"] > 30
     assert vocals["onset_comparison"]["compared_with"] == "mix"
