@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDoubleSpinBox,
+    QGraphicsEllipseItem,
     QGraphicsRectItem,
     QLabel,
     QMainWindow,
@@ -117,6 +118,9 @@ class _LanePainter:
     def release(self, pos: QPointF) -> None:
         self.editor.release(self.lane, self._track_point(pos), pos)
 
+    def hover(self, pos: QPointF | None) -> None:
+        self.editor.show_brush(self.lane, pos)
+
 
 class MaskEditor(QObject):
     """The Mask Tools bar, the Masks menu and the painting logic of a main window."""
@@ -139,6 +143,8 @@ class MaskEditor(QObject):
         self._box_item: QGraphicsRectItem | None = None
         self._box_anchor = QPointF()
         self._box_lane: LaneWidget | None = None
+        self._outline: list[QGraphicsEllipseItem] = []  # the brush under the pointer
+        self._outline_lane: LaneWidget | None = None
         self.last_record: EditRecord | None = None
         self.job: Job | None = None  # a whole-track edit being rendered
         self._built = False
@@ -354,6 +360,7 @@ class MaskEditor(QObject):
             self._live.cancel()
             self._live = None
         self.tool = name
+        self._hide_brush()
         if not self.tool_actions[name].isChecked():
             self.tool_actions[name].setChecked(True)
         if name != "select" and self.ensure_layers() is None:
@@ -521,6 +528,43 @@ class MaskEditor(QObject):
                 lane.waveform.schedule_redraw()
             lane.spectrogram.refresh_audio()
         self.session.mark_dirty()
+
+    # ---- brush outline -----------------------------------------------------------------------
+    def show_brush(self, lane: LaneWidget, pos: QPointF | None) -> None:
+        """Outline the brush's footprint (and its harmonics) under the pointer; None hides it."""
+        if pos is None or self.tool in ("select", "box") or lane is not self._outline_lane:
+            self._hide_brush()
+            if pos is None or self.tool in ("select", "box"):
+                return
+        view = lane.spectrogram
+        log_f = view.log_frequency
+        rw = self.width_ms.value() / 2000.0
+        count = self.harmonics.value() if self.tool == "harmonic" else 1
+        pen = QPen(QColor("#ffffff"))
+        pen.setCosmetic(True)
+        while len(self._outline) < count:
+            item = QGraphicsEllipseItem()
+            item.setPen(pen)
+            item.setZValue(20)
+            view.addItem(item)
+            self._outline.append(item)
+        while len(self._outline) > count:
+            view.removeItem(self._outline.pop())
+        self._outline_lane = lane
+        for h, item in enumerate(self._outline, start=1):
+            if log_f:
+                rh = self.height_oct.value() / 2.0 * math.log10(2.0)
+                y = pos.y() + math.log10(h)
+            else:
+                rh = self.height_hz.value() / 2.0
+                y = pos.y() * h
+            item.setRect(QRectF(pos.x() - rw, y - rh, 2 * rw, 2 * rh))
+
+    def _hide_brush(self) -> None:
+        if self._outline_lane is not None:
+            for item in self._outline:
+                self._outline_lane.spectrogram.removeItem(item)
+        self._outline, self._outline_lane = [], None
 
     # ---- box rubber band -----------------------------------------------------------------------
     def _show_box(self, lane: LaneWidget, anchor: QPointF, b: QPointF) -> None:

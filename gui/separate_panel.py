@@ -77,6 +77,19 @@ class SeparationOutcome:
     acapella_audio: Audio | None
 
 
+def prepare_for_lanes(result: SeparationResult, ctx: JobContext, start: float) -> dict[str, PeakPyramid]:
+    """In the separation job, after the engine: masks in the editable form (engine.maskedit:
+    one ``(bins, frames)`` mask per stem, summing to one) and the stems' waveform overviews."""
+    if len(result.stems) >= 2 and all(stem in result.masks for stem in result.stems):
+        ctx.progress(start, "Preparing the masks for editing")
+        result.masks = normalised_masks(result.masks, list(result.stems))
+    pyramids = {}
+    for i, (stem, audio) in enumerate(result.stems.items()):
+        ctx.progress(start + (1.0 - start) * i / max(len(result.stems), 1), f"Overview of {stem}")
+        pyramids[stem] = PeakPyramid.build(audio.samples, cancel=ctx.cancel_token)
+    return pyramids
+
+
 def _decimals(p: Parameter) -> int:
     """Fewest decimals (2..6) that show the default exactly, else 4 (e.g. 1/6 octave)."""
     d = float(p.default)
@@ -171,6 +184,8 @@ class SeparatePanel(QDockWidget):
         form = QFormLayout()
         self.engine_combo = QComboBox()
         for name, cls in sorted(REGISTRY.items()):
+            if cls.needs_query:  # query by example has its own panel (Find Similar)
+                continue
             self.engine_combo.addItem(cls.title or name, name)
             self.engine_combo.setItemData(self.engine_combo.count() - 1, cls.description, Qt.ItemDataRole.ToolTipRole)
         if DEFAULT_ENGINE in REGISTRY:
@@ -372,14 +387,7 @@ class SeparatePanel(QDockWidget):
                 mix_audio, acapella=aligned, device=device, parameters=values,
                 progress=lambda f, m: ctx.progress(base + span * f, m), cancel=ctx.cancel_token,
             )
-            if len(result.stems) >= 2 and all(stem in result.masks for stem in result.stems):
-                # the editable form (engine.maskedit): one mask per stem, summing to one
-                ctx.progress(0.92, "Preparing the masks for editing")
-                result.masks = normalised_masks(result.masks, list(result.stems))
-            pyramids = {}
-            for i, (stem, audio) in enumerate(result.stems.items()):
-                ctx.progress(0.92 + 0.08 * i / max(len(result.stems), 1), f"Overview of {stem}")
-                pyramids[stem] = PeakPyramid.build(audio.samples, cancel=ctx.cancel_token)
+            pyramids = prepare_for_lanes(result, ctx, 0.92)
             return SeparationOutcome(result, pyramids, found, mix_audio, aca_audio)
 
         def progress(job: Job) -> None:
@@ -438,23 +446,30 @@ class SeparatePanel(QDockWidget):
             session.set_gain_db(aca.id, al.gain_db)
             session.set_polarity(aca.id, al.polarity)
             session.set_offset(aca.id, al.offset_samples)
+        self.show_result(r, out.pyramids, out.mix_audio)
+        self.progress_bar.setValue(1000)
+        self._say(f"Separated into {', '.join(r.stems)} in {r.seconds:.1f} s ({r.engine}, {r.device}).")
+
+    def show_result(self, r: SeparationResult, pyramids: dict[str, PeakPyramid], mix_audio: Audio,
+                    extra: dict[str, Any] | None = None) -> None:
+        """Replace the stem lanes with ``r``'s stems and masks (also used by Find Similar)."""
+        session = self.session
         for old in self.stem_tracks():
             session.remove_track(old.id)
         session.separation = {
             "engine": r.engine, "parameters": r.parameters, "seconds": round(r.seconds, 4),
             "device": r.device, "stems": list(r.stems), "stft": {"n_fft": r.stft.n_fft, "hop": r.stft.hop_length},
-            "sum_error_db": round(r.sum_error_db(out.mix_audio), 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "sum_error_db": round(r.sum_error_db(mix_audio), 2), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **(extra or {}),
         }
         cache = self.window_.cache  # type: ignore[attr-defined]
         for stem, audio in r.stems.items():
-            cache.put(audio, out.pyramids[stem])
+            cache.put(audio, pyramids[stem])
             track = Track(name=stem, role="stem", audio=audio)
             if stem in r.masks:
                 session.masks[track.id] = r.masks[stem]
             session.add_track(track)
         self.act_ab.setChecked(False)
-        self.progress_bar.setValue(1000)
-        self._say(f"Separated into {', '.join(r.stems)} in {r.seconds:.1f} s ({r.engine}, {r.device}).")
         self._update_enabled()
         self.separated.emit()
 

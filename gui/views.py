@@ -135,6 +135,11 @@ class TimelineViewBox(pg.ViewBox):
             self.timeline.scroll(-0.1 * steps)
         ev.accept()
 
+    def hoverEvent(self, ev: Any) -> None:
+        handler = self.edit_handler
+        if handler is not None and hasattr(handler, "hover"):
+            handler.hover(None if ev.isExit() else self.mapSceneToView(ev.scenePos()))
+
     def mouseClickEvent(self, ev: Any) -> None:
         if ev.button() == Qt.MouseButton.LeftButton and self.edit_handler is not None:
             pos = self.mapSceneToView(ev.scenePos())

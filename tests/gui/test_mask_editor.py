@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
+from PySide6.QtCore import QEvent, QPoint, QPointF, Qt
+from PySide6.QtGui import QMouseEvent
 from PySide6.QtTest import QTest
+from PySide6.QtWidgets import QApplication
 
 from tests.gui.test_separate_panel import load_song, separate
 
@@ -147,3 +149,26 @@ def test_contrast_runs_as_a_job_and_undoes(qtbot, window) -> None:
     window.undo_actions["undo"].trigger()
     assert np.array_equal(s.masks[vocals_id], before)
     assert np.array_equal(stems["vocals"].audio.samples, audio_before)
+
+
+def test_brush_outline_follows_the_pointer_with_harmonics(qtbot, window) -> None:
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    editor.set_tool("harmonic")
+    editor.harmonics.setValue(4)
+    editor.width_ms.setValue(200)
+    editor.height_hz.setValue(100)
+    lane.spectrogram.vb.edit_handler.hover(QPointF(1.0, 300.0))
+    rects = [item.rect() for item in editor._outline]
+    assert len(rects) == 4
+    assert [round(r.center().y()) for r in rects] == [300, 600, 900, 1200]
+    assert rects[0].width() == pytest.approx(0.2) and rects[0].height() == pytest.approx(100.0)
+    lane.spectrogram.vb.edit_handler.hover(None)
+    assert editor._outline == []
+    # a real pointer move over the lane (no button) shows it too
+    viewport = lane.spectrogram.viewport()
+    p = QPointF(_to_widget(lane.spectrogram, 1.0, 2000.0))
+    move = QMouseEvent(QEvent.Type.MouseMove, p, viewport.mapToGlobal(p), Qt.MouseButton.NoButton,
+                       Qt.MouseButton.NoButton, Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(viewport, move)
+    qtbot.waitUntil(lambda: len(editor._outline) == 4, timeout=2_000)
