@@ -398,9 +398,7 @@ def write_project_atomic(path: Path, session: Session) -> None:
                     f = save_audio(Path(d) / "a.flac", t.audio, bit_depth="24")
                     zf.write(f, f"audio/{t.id}.flac", zipfile.ZIP_STORED)
             if session.masks:
-                buf = io.BytesIO()
-                np.savez_compressed(buf, **session.masks)  # type: ignore[arg-type]
-                zf.writestr("masks.npz", buf.getvalue(), zipfile.ZIP_STORED)
+                zf.writestr("masks.npz", _masks_npz(session.masks), zipfile.ZIP_STORED)
             raw.flush()
             os.fsync(raw.fileno())
         os.replace(tmp, path)
@@ -408,6 +406,18 @@ def write_project_atomic(path: Path, session: Session) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def _masks_npz(masks: dict[str, np.ndarray]) -> bytes:
+    """The masks as an ``.npz`` (what ``np.load`` reads), deflated at level 1: masks of a
+    4-minute song are ~85 MB a stem, and level 1 packs them 2–3× faster than ``savez_compressed``
+    for nearly the same size."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for name, mask in masks.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as fh:
+                np.lib.format.write_array(fh, np.asarray(mask), allow_pickle=False)
+    return buf.getvalue()
 
 
 def _fsync_dir(directory: Path) -> None:
