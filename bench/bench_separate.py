@@ -5,6 +5,8 @@ Development set: songs from the synthesizer (no bus, a mastered bus with EQ + li
 quieter acapella) and ``../shared/fixtures/real_stems`` with the true vocals as the acapella.
 Every acapella goes through our aligner first (the full ``separate`` pipeline). SDR here is the
 plain signal-to-distortion ratio ``10·log10(|s|² / |s − ŝ|²)`` over the whole song.
+``reference static`` is the reference engine without its fine (bus-limiter) gain track.
+Speed: three runs per engine, median and minimum, with the load average of the shared cores.
 
     python bench/bench_separate.py [--quick]
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -110,11 +113,18 @@ def main() -> None:
             res = get_separator(engine).separate(mix, acapella=aligned)
             row[f"{engine} vocals"] = sdr(vocals, res.stems["vocals"].samples)
             row[f"{engine} instr."] = sdr(inst, res.stems["instrumental"].samples)
+            if engine == "reference":
+                fine = res.info.get("fine_gain", {})
+                row["reference fine gain"] = f"{fine['time_constant_ms']:g} ms" if fine.get("used") else "off"
+                row["reference static instr."] = sdr(inst, get_separator(engine).separate(
+                    mix, acapella=aligned, parameters={"fine_gain": False}).stems["instrumental"].samples)
         print(f"  {row['case']}: " + ", ".join(f"{k} {v:.1f}" for k, v in row.items() if isinstance(v, float)), flush=True)
         rows.append(row)
     cols = ["case", "naive vocals", "naive instr."]
     for engine in engines:
         cols += [f"{engine} vocals", f"{engine} instr."]
+    if "reference" in engines:
+        cols += ["reference static instr.", "reference fine gain"]
     cols += ["IRM vocals", "IRM instr.", "offset error (samples)"]
     print("\nSDR (dB, plain SDR over the whole song; higher is better)\n")
     print(table(rows, cols))
@@ -124,15 +134,26 @@ def main() -> None:
     rng = np.random.default_rng(0)
     v = (0.1 * rng.standard_normal((2, rate * seconds))).astype(np.float32)
     m = Audio((v + 0.1 * rng.standard_normal((2, rate * seconds))).astype(np.float32), rate)
+    # Three runs each: the minimum is the machine's best case, the median what a user sees; the
+    # load average says how busy the (shared) cores were meanwhile.
     speed = []
     for engine in engines:
         sep = get_separator(engine)
-        t0 = time.perf_counter()
-        res = sep.separate(m, acapella=v, device="cpu")
-        speed.append({"engine": engine, "song seconds": float(seconds), "engine seconds": time.perf_counter() - t0,
+        times = []
+        load_before = os.getloadavg()[0]
+        for _ in range(3):
+            t0 = time.perf_counter()
+            res = sep.separate(m, acapella=v, device="cpu")
+            times.append(time.perf_counter() - t0)
+        speed.append({"engine": engine, "song seconds": float(seconds),
+                      "engine seconds": float(np.median(times)), "engine seconds (min)": float(min(times)),
+                      "runs": times, "load average (1 min, before/after)": [load_before, os.getloadavg()[0]],
                       "sum error dB": res.sum_error_db(m)})
-    print(f"\nSpeed, {seconds} s stereo 44.1 kHz, CPU\n")
-    print(table(speed, ["engine", "song seconds", "engine seconds", "sum error dB"]))
+    print(f"\nSpeed, {seconds} s stereo 44.1 kHz, CPU (3 runs)\n")
+    print(table(speed, ["engine", "song seconds", "engine seconds", "engine seconds (min)", "sum error dB"]))
+    print("load average (1 min) before/after: " + ", ".join(
+        f"{s['engine']} {s['load average (1 min, before/after)'][0]:.2f}/{s['load average (1 min, before/after)'][1]:.2f}"
+        for s in speed))
     path = write_results("separate", {"sdr": rows, "speed": speed, "quick": args.quick})
     print(f"\nwrote {path}")
 

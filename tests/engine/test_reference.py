@@ -5,10 +5,14 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import scipy.signal as ss
+import torch
 
 from engine.audio import Audio
+from engine.dynamics import limiter_gain
 from engine.errors import Cancelled, InputError
 from engine.separators import REGISTRY, get_separator
+from engine.separators.reference import _frames_stft, _overlap_add_istft
+from engine.spectral import StftConfig, istft, stft
 
 RATE = 22_050
 
@@ -108,14 +112,75 @@ def test_chunked_matches_one_pass(song: tuple[np.ndarray, np.ndarray]) -> None:
     vocals, inst = song
     mix = Audio(vocals + inst, RATE)
     sep = get_separator("reference")
-    one = sep.separate(mix, acapella=vocals).stems["instrumental"].samples
-    chunked = sep.separate(mix, acapella=vocals, parameters={"chunk_seconds": 5.0})
-    # Same model, but the dynamic-gain statistics and choice are made per chunk (5 s here, 60 s
+    static = {"fine_gain": False}
+    one = sep.separate(mix, acapella=vocals, parameters=static).stems["instrumental"].samples
+    chunked = sep.separate(mix, acapella=vocals, parameters={"chunk_seconds": 5.0, **static})
+    # Same model, but the band gains' statistics and choice are made per chunk (5 s here, 60 s
     # by default), so short chunks are a little noisier; both stay above the 30 dB requirement.
+    # (The fine gain is one track over the whole song either way; it is checked below.)
     assert _sdr(inst, chunked.stems["instrumental"].samples) >= 30.0
     assert abs(_sdr(inst, chunked.stems["instrumental"].samples) - _sdr(inst, one)) < 6.0
     assert chunked.info["chunks"] >= 4
     assert chunked.sum_error_db(mix) <= -100.0
+    with_fine = sep.separate(mix, acapella=vocals, parameters={"chunk_seconds": 5.0})
+    assert _sdr(inst, with_fine.stems["instrumental"].samples) >= 30.0
+    assert with_fine.sum_error_db(mix) <= -100.0
+
+
+def _master(vocals: np.ndarray, inst: np.ndarray, drive_db: float) -> tuple[np.ndarray, np.ndarray]:
+    """A mastered bus: tilt EQ, drive, and the look-ahead limiter (5 ms attack, 30 ms hold) on
+    the sum, its gain applied to each stem so they still sum to the mix."""
+    b, a = ss.butter(1, 3000 / (RATE / 2), btype="high")
+    drive = 10 ** (drive_db / 20)
+    v = (vocals + 0.6 * ss.lfilter(b, a, vocals, axis=-1)) * drive
+    i = (inst + 0.6 * ss.lfilter(b, a, inst, axis=-1)) * drive
+    gain = limiter_gain(v + i, RATE, ceiling_db=-1.0)
+    return (v * gain).astype(np.float32), (i * gain).astype(np.float32)
+
+
+def test_mastered_mix_follows_the_limiter(song: tuple[np.ndarray, np.ndarray]) -> None:
+    """Bus EQ + limiter (up to ~11 dB of fast gain reduction): the fine gain track follows what
+    windowed band gains cannot. Measured: ours 31.4 dB, naive 20.4 dB, without the fine gain 23.9 dB."""
+    vocals, inst = song
+    v_bus, i_bus = _master(vocals, inst, drive_db=10.0)
+    mix = Audio(v_bus + i_bus, RATE)
+    acapella = vocals * 10 ** (-3 / 20)  # quieter acapella, from before the bus
+    g = float(np.sum(mix.samples * acapella) / np.sum(acapella**2))
+    naive = _sdr(i_bus, mix.samples - g * acapella)
+    sep = get_separator("reference")
+    result = sep.separate(mix, acapella=acapella)
+    ours = _sdr(i_bus, result.stems["instrumental"].samples)
+    without = _sdr(i_bus, sep.separate(mix, acapella=acapella, parameters={"fine_gain": False})
+                   .stems["instrumental"].samples)
+    assert result.info["fine_gain"]["used"]
+    assert ours >= naive + 8.0, (ours, naive)
+    assert ours >= without + 4.0, (ours, without)
+    assert ours >= 27.0
+    assert result.sum_error_db(mix) <= -100.0
+    m = result.masks["vocals"]
+    assert float(m.min()) >= 0 and float(m.max()) <= 1
+
+
+@pytest.mark.parametrize("n_fft", [2048, 1024, 256])
+def test_fast_transforms_match_the_shared_stft(n_fft: int) -> None:
+    """The engine's own STFT/ISTFT (pocketFFT, block overlap-add) agree with engine.spectral."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5 * n_fft + 37)).astype(np.float32)
+    cfg = StftConfig(n_fft=n_fft)
+    ours = _frames_stft(x, cfg, torch.device("cpu"), workers=1)
+    ref = stft(torch.from_numpy(x), cfg)
+    assert ours.shape == ref.shape
+    assert float((ours - ref).abs().max()) <= 1e-5 * float(ref.abs().max())
+    back = _overlap_add_istft(ref, x.shape[-1], cfg)
+    assert float((back - istft(ref, x.shape[-1], cfg)).abs().max()) <= 1e-5
+    assert float(np.abs(back.numpy() - x).max()) <= 1e-5
+    # Decimated by 2: the signal below a quarter of the rate, at half the rate.
+    t = np.arange(x.shape[-1])
+    low = np.sin(2 * np.pi * 0.05 * t).astype(np.float32)[None]
+    half = _overlap_add_istft(stft(torch.from_numpy(low), cfg), low.shape[-1], cfg, decimation=2).numpy()
+    inner = slice(n_fft // 2, -n_fft // 2)
+    assert half.shape[-1] == -(-low.shape[-1] // 2)
+    assert float(np.abs(half[0, inner] - low[0, ::2][inner]).max()) <= 1e-4
 
 
 def test_mono_mix_stereo_acapella_and_any_rate() -> None:
