@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import sys
 import time
@@ -25,7 +26,7 @@ import soundfile as sf
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import SHARED_FIXTURES, table, write_results  # noqa: E402
+from bench.common import RESULTS, SHARED_FIXTURES, table, write_results  # noqa: E402
 from engine.align import align_acapella, render_aligned  # noqa: E402
 from engine.audio import Audio, load_audio  # noqa: E402
 from engine.separators import REGISTRY, get_separator  # noqa: E402
@@ -95,10 +96,15 @@ def cases(quick: bool) -> list[dict]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="fewer songs, shorter speed test")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="rerun only the speed part (e.g. on a quiet machine); the SDR rows of the last "
+                    "full run are kept in the results file")
     args = ap.parse_args()
     engines = [e for e in ("reference", "fingerprint") if e in REGISTRY]
-    rows = []
-    for case in cases(args.quick):
+    rows: list[dict] = []
+    if args.speed_only:
+        rows = json.loads((RESULTS / "separate.json").read_text())["sdr"]
+    for case in ([] if args.speed_only else cases(args.quick)):
         mix, vocals = case["mix"], case["vocals"]
         inst = mix.samples - vocals
         row = {"case": case["name"]}
@@ -126,8 +132,9 @@ def main() -> None:
     if "reference" in engines:
         cols += ["reference static instr.", "reference fine gain"]
     cols += ["IRM vocals", "IRM instr.", "offset error (samples)"]
-    print("\nSDR (dB, plain SDR over the whole song; higher is better)\n")
-    print(table(rows, cols))
+    if not args.speed_only:
+        print("\nSDR (dB, plain SDR over the whole song; higher is better)\n")
+        print(table(rows, cols))
 
     # Speed: a 4-minute stereo 44.1 kHz song (noise-like material: speed does not depend on it).
     rate, seconds = 44_100, 60 if args.quick else 240
