@@ -58,8 +58,17 @@ def build_parser() -> argparse.ArgumentParser:
                          "DIR/<stem>.wav|flac plus DIR/separation.json.")
     sep.add_argument("--mix", metavar="M", required=True, help="mix audio file")
     sep.add_argument("--acapella", metavar="A", help="acapella audio file")
+    sep.add_argument("--query", metavar="Q",
+                     help="query engine: a 1–3 s clip of the sound to find (longer is trimmed)")
+    sep.add_argument("--query-region", metavar="START:END",
+                     help="query engine: take the query from the mix between START and END seconds")
+    sep.add_argument("--references", metavar="DIR",
+                     help="true stems named like the engine's (e.g. target.wav) for seed 002's metrics")
+    sep.add_argument("--gt", metavar="FILE",
+                     help="true audio of the first stem (query engine: the target) for the metrics")
     sep.add_argument("--engine", metavar="E", required=True,
-                     help="separation engine: reference, fingerprint (need --acapella), unet")
+                     help="separation engine: reference, fingerprint (need --acapella), unet, "
+                     "query (needs --query or --query-region)")
     sep.add_argument("--stems", choices=("2", "4"),
                      help="unet: 2 (vocals, instrumental) or 4 (drums, bass, other, vocals)")
     sep.add_argument("--out", metavar="DIR", required=True, help="output folder")
@@ -122,7 +131,8 @@ def _run_separate(args: argparse.Namespace) -> int:
         file_format=args.format, bit_depth=args.bit_depth, template=args.template,
         limiter=args.limiter, overwrite=args.overwrite, device=args.device,
         params=[*(args.param or []), *([f"stems={args.stems}"] if args.stems else [])],
-        quiet=args.quiet,
+        quiet=args.quiet, query_path=args.query, query_region=args.query_region,
+        references_dir=args.references, gt_path=args.gt,
     )
 
 

@@ -33,7 +33,7 @@ from engine.jobs import Job, JobContext
 from engine.playback import StreamFactory
 from engine.session import PROJECT_SUFFIX, Autosaver, Session
 from engine.waveform import PeakPyramid
-from gui import align_panel, analysis_dock, mask_editor, separate_panel
+from gui import align_panel, analysis_dock, mask_editor, query_panel, separate_panel
 from gui.jobs import JobBridge
 from gui.lanes import DisplayCache, LaneStack, dropped_audio_paths
 from gui.playback import PlaybackController
@@ -245,6 +245,7 @@ class MainWindow(QMainWindow):
         self.panels["align"] = align_panel.install(self)
         self.panels["separate"] = separate_panel.install(self)
         self.panels["masks"] = mask_editor.install(self)
+        self.panels["query"] = query_panel.install(self)
         self.panels["analysis"] = analysis_dock.install(self)
 
     def _make_toolbar(self) -> None:

@@ -149,6 +149,28 @@ def resolve_weights(name_or_path: str | Path, models_dir: str | Path | None = No
     return Path(models_dir or MODELS_DIR) / f"{name_or_path}.safetensors"
 
 
+def verified_tensors(path: Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """The card and the tensors of a safetensors file whose SHA-256 matches its card.
+
+    Raises:
+        InputError: weights or card missing, SHA-256 mismatch (tampered or corrupt file), or not
+            a safetensors file (each naming the file).
+    """
+    if not path.is_file():
+        raise InputError("model weights not found (were resources/models shipped?)", path)
+    card = read_card(path)
+    actual = sha256_of(path)
+    if actual != card["sha256"]:
+        raise InputError(
+            f"weights do not match the SHA-256 in their model card (expected {card['sha256'][:12]}…, "
+            f"got {actual[:12]}…): the file was modified or is corrupt; refusing to load it", path)
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise InputError(f"not a readable safetensors file ({exc})", path) from exc
+    return card, tensors
+
+
 def load_model(
     name_or_path: str | Path,
     models_dir: str | Path | None = None,
@@ -164,22 +186,11 @@ def load_model(
             not a safetensors file, or tensors that do not fit the card's architecture.
     """
     path = resolve_weights(name_or_path, models_dir)
-    if not path.is_file():
-        raise InputError("model weights not found (were resources/models shipped?)", path)
-    card = read_card(path)
-    actual = sha256_of(path)
-    if actual != card["sha256"]:
-        raise InputError(
-            f"weights do not match the SHA-256 in their model card (expected {card['sha256'][:12]}…, "
-            f"got {actual[:12]}…): the file was modified or is corrupt; refusing to load it", path)
+    card, tensors = verified_tensors(path)
     try:
         config = UNetConfig.from_json(card["architecture"])
     except (TypeError, ValueError) as exc:
         raise InputError(f"model card architecture is invalid ({exc})", path.with_suffix(".json")) from exc
-    try:
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f"not a readable safetensors file ({exc})", path) from exc
     model = SpectrogramUNet(config)
     state = {k: v.float() for k, v in tensors.items()}
     missing, unexpected = model.load_state_dict(state, strict=False)

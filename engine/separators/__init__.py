@@ -5,6 +5,7 @@ Importing this package registers every engine in :data:`REGISTRY`.
 
 from engine.separators import (
     fingerprint,  # noqa: F401  (registers "fingerprint")
+    query,  # noqa: F401  (registers "query")
     reference,  # noqa: F401  (registers "reference")
     unet,  # noqa: F401  (registers "unet")
 )

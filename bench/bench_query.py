@@ -1,0 +1,302 @@
+"""Query engine benchmark: detection F1, target SI-SDR, absent-target false alarms, speed.
+
+Cases (all deterministic):
+
+* **present** — a synthesized song (``engine.synth``, seeds ``SEEDS``, 30 s, 44.1 kHz stereo)
+  where one stem (drums, bass, other, vocals) plays only in known sections (on 4–12 s and
+  18–25 s, 20 ms fades; the other stems play throughout); the query is a 2-s excerpt of that
+  stem (its loudest 2 s inside the first section). Plus the real MUSDB18 excerpt in
+  ``../shared/fixtures/real_stems`` (7 s, stems as recorded, query: 2 s of each stem).
+* **absent** — the query of song ``i``'s stem X searched in song ``i+1``'s mix *without* stem X.
+
+Truth: a stem is active in a 0.5-s frame when its RMS there is within 40 dB of its loudest
+frame's. Predicted: the frame's centre lies in a segment. Segment F1 over all frames of a case.
+Target SI-SDR: the target stem against the engine's target (whole song, channels concatenated).
+
+Rows: ``ours`` (the engine: absolute class + cosine gates with hysteresis, U-Net prior routed by
+the query), ``seed_gating`` (seed 002's gating re-implemented: class probability min-max
+normalised, 92nd percentile, cosine never applied; same mask), ``oracle_segments`` (true activity
+as segments, same mask: the mask's ceiling), ``ours_query_only`` (our detection, ``prior=none``:
+the mask from the query's own spectra), ``ours_floor0`` / ``ours_gamma0`` (our detection and
+mask with mask floor 0 / query-profile weight 0 instead of the seed's 0.08 / 0.25).
+Speed: the whole engine (detection + separation) on a 4-minute stereo 44.1 kHz song (the bench
+songs concatenated) with 2 torch threads.
+
+    .venv/bin/python bench/bench_query.py [--songs 6] [--no-speed]
+
+Prints tables and writes ``bench/results/query.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import SHARED_FIXTURES, table, write_results  # noqa: E402
+from engine.audio import Audio, load_audio  # noqa: E402
+from engine.models.ast import load_query_embedder  # noqa: E402
+from engine.query.detection import (  # noqa: E402
+    DetectionParams,
+    Segment,
+    analyse_mix,
+    clean_segments,
+    describe_query,
+    detect_from_sequences,
+    prepare_query,
+    seed_gating,
+    to_analysis_rate,
+)
+from engine.query.masking import MaskParams, separate_segments, unet_source_prior  # noqa: E402
+
+STEMS = ("drums", "bass", "other", "vocals")
+SEEDS = tuple(range(4100, 4112))
+RATE = 44100
+SONG_SECONDS = 30.0
+SECTIONS = ((4.0, 12.0), (18.0, 25.0))
+FRAME = 0.5
+ACTIVE_DB = -40.0
+
+
+def si_sdr(ref: np.ndarray, est: np.ndarray) -> float:
+    r, e = ref.reshape(-1).astype(np.float64), est.reshape(-1).astype(np.float64)
+    if not np.any(e):
+        return float("-inf")
+    a = (e @ r) / max(r @ r, 1e-30)
+    t = a * r
+    return float(10 * np.log10(max(t @ t, 1e-30) / max((e - t) @ (e - t), 1e-30)))
+
+
+def activity(stem: np.ndarray, rate: int) -> np.ndarray:
+    """``(frames,)`` bool: 0.5-s frames whose RMS is within 40 dB of the loudest frame's."""
+    x = stem.mean(axis=0).astype(np.float64)
+    n = int(FRAME * rate)
+    k = x.size // n
+    rms = np.sqrt(np.mean(x[: k * n].reshape(k, n) ** 2, axis=1) + 1e-30)
+    out: np.ndarray = 20 * np.log10(rms / rms.max()) > ACTIVE_DB
+    return out
+
+
+def predicted(segments: list[Segment], frames: int) -> np.ndarray:
+    centres = (np.arange(frames) + 0.5) * FRAME
+    out = np.zeros(frames, bool)
+    for s in segments:
+        out |= (centres >= s.start) & (centres < s.end)
+    return out
+
+
+def f1(truth: np.ndarray, pred: np.ndarray) -> float:
+    tp = float(np.sum(truth & pred))
+    fp = float(np.sum(~truth & pred))
+    fn = float(np.sum(truth & ~pred))
+    return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
+
+
+def gate(stem: np.ndarray, rate: int) -> np.ndarray:
+    """The stem on in :data:`SECTIONS` only (20 ms raised-cosine fades)."""
+    t = np.arange(stem.shape[-1]) / rate
+    g = np.zeros_like(t)
+    fade = 0.02
+    for a, b in SECTIONS:
+        rise = np.clip((t - a) / fade, 0, 1)
+        fall = np.clip((b - t) / fade, 0, 1)
+        g = np.maximum(g, np.minimum(0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall)))
+    return (stem * g[None]).astype(np.float32)
+
+
+def loudest_excerpt(stem: np.ndarray, rate: int, seconds: float = 2.0, within: tuple[float, float] | None = None) -> np.ndarray:
+    e = np.square(stem.astype(np.float64)).sum(axis=0)
+    n = int(seconds * rate)
+    lo, hi = (0, stem.shape[-1]) if within is None else (int(within[0] * rate), int(within[1] * rate))
+    cs = np.concatenate([[0.0], np.cumsum(e)])
+    starts = np.arange(lo, hi - n + 1, rate // 4)
+    b = int(starts[np.argmax(cs[starts + n] - cs[starts])])
+    return np.ascontiguousarray(stem[:, b : b + n])
+
+
+def synth_songs(count: int) -> list[tuple[str, dict[str, np.ndarray]]]:
+    from engine.synth.song import synthesize_song
+
+    out = []
+    cache = REPO / "tmp" / "bench_query_songs"
+    cache.mkdir(parents=True, exist_ok=True)
+    for seed in SEEDS[:count]:
+        path = cache / f"song{seed}.npz"
+        if not path.exists():
+            song = synthesize_song(seed, SONG_SECONDS, RATE)
+            np.savez(path, **{k: v.samples for k, v in song.stems.items()})
+        d = np.load(path)
+        out.append((f"synth{seed}", {k: d[k] for k in STEMS}))
+    return out
+
+
+class Runner:
+    def __init__(self) -> None:
+        self.embedder = load_query_embedder("cpu")
+        self.params = DetectionParams()
+        self.mask = MaskParams()
+
+    def sequences(self, mix: Audio, query: Audio) -> dict[str, Any]:
+        q, _ = prepare_query(query)
+        info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
+        starts, probs, embs = analyse_mix(self.embedder, mix, self.params.hop_seconds)
+        return {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding}
+
+    def detections(self, mix: Audio, query: Audio) -> tuple[list[Segment], list[Segment], dict[str, Any]]:
+        s = self.sequences(mix, query)
+        det = detect_from_sequences(s["p"], s["c"], s["starts"], mix.duration_seconds, self.params,
+                                    s["info"].class_probability)
+        seed = seed_gating(s["p"], s["c"], s["starts"], mix.duration_seconds)
+        return det.segments, seed, {"class": s["info"].class_name, "class_p": s["info"].class_probability,
+                                    "class_gate_used": det.class_gate_used}
+
+
+def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.ndarray) -> dict[str, Any]:
+    truth = activity(target, mix.sample_rate)
+    frames = truth.size
+    t = time.perf_counter()
+    ours, seed, meta = run.detections(mix, query)
+    t_detect = time.perf_counter() - t
+    oracle = clean_segments([Segment(i * FRAME, (i + 1) * FRAME) for i in np.flatnonzero(truth)],
+                            mix.duration_seconds, 0.0, 0.01, 0.0)
+    t = time.perf_counter()
+    prior = unet_source_prior(mix, query)
+    t_prior = time.perf_counter() - t
+    row: dict[str, Any] = {"case": name, **meta, "true_active_fraction": round(float(truth.mean()), 3),
+                           "detect_seconds": round(t_detect, 2), "prior_seconds": round(t_prior, 2),
+                           "stem_weights": {k: round(v, 3) for k, v in prior.weights.items()}}
+    variants: dict[str, tuple[list[Segment], MaskParams, bool]] = {
+        "ours": (ours, run.mask, True),
+        "seed_gating": (seed, run.mask, True),
+        "oracle_segments": (oracle, run.mask, True),
+        "ours_query_only": (ours, MaskParams(prior="none"), False),
+        "ours_floor0": (ours, MaskParams(mask_floor=0.0), True),
+        "ours_gamma0": (ours, MaskParams(gamma_profile=0.0), True),
+    }
+    for key, (segs, mp, use_prior) in variants.items():
+        row[f"{key}_f1"] = round(f1(truth, predicted(segs, frames)), 4)
+        row[f"{key}_segments"] = len(segs)
+        if segs:
+            out = separate_segments(mix, query, segs, mp, return_masks=False, prior=prior if use_prior else None)
+            row[f"{key}_si_sdr"] = round(si_sdr(target, out.target.samples), 3)
+            assert float(np.max(np.abs(out.target.samples + out.residual.samples - mix.samples))) < 1e-5
+        else:
+            row[f"{key}_si_sdr"] = float("-inf")
+    return row
+
+
+def absent_case(run: Runner, name: str, mix: Audio, query: Audio) -> dict[str, Any]:
+    ours, seed, meta = run.detections(mix, query)
+    return {"case": name, **meta, "ours_segments": len(ours), "seed_segments": len(seed),
+            "ours_seconds_flagged": round(sum(s.duration for s in ours), 2),
+            "seed_seconds_flagged": round(sum(s.duration for s in seed), 2)}
+
+
+def real_cases() -> list[tuple[str, dict[str, np.ndarray], int]]:
+    folder = SHARED_FIXTURES / "real_stems" / "musdb18_music_delta_80s_rock"
+    if not folder.is_dir():
+        return []
+    stems = {s: load_audio(folder / f"{s}.flac") for s in STEMS}
+    return [("musdb_80s_rock", {k: v.samples for k, v in stems.items()}, stems["drums"].sample_rate)]
+
+
+def _mean(rows: list[dict[str, Any]], key: str) -> float:
+    vals = [r[key] for r in rows if key in r]
+    vals = [max(v, -30.0) if isinstance(v, float) else v for v in vals]  # −inf (nothing found) counts as −30 dB
+    return round(float(np.mean(vals)), 3) if vals else float("nan")
+
+
+def speed(songs: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
+    from engine.separators.query import QuerySeparator
+
+    torch.set_num_threads(2)
+    parts = [sum(st[s] for s in STEMS) for _, st in songs]
+    mix = np.concatenate(parts * (int(np.ceil(240.0 / (SONG_SECONDS * len(parts))))), axis=1)[:, : int(240 * RATE)]
+    query = Audio(loudest_excerpt(songs[0][1]["vocals"], RATE), RATE)
+    sep = QuerySeparator()
+    t = time.perf_counter()
+    cpu0 = time.process_time()
+    res = sep.separate(Audio(mix.astype(np.float32), RATE), query=query, device="cpu")
+    wall = time.perf_counter() - t
+    det = res.info["detection"]
+    import os
+
+    return {"song_seconds": 240.0, "rate": RATE, "channels": 2, "torch_threads": 2,
+            "engine_seconds": round(wall, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
+            "segments": len(det.segments), "detect_seconds": {k: round(v, 2) for k, v in det.seconds.items()},
+            "separation_timings": res.info.get("separation", {}).get("timings_seconds"),
+            "load_average": list(os.getloadavg())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--songs", type=int, default=6)
+    ap.add_argument("--no-speed", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    run = Runner()
+    songs = synth_songs(args.songs)
+    present: list[dict[str, Any]] = []
+    absent: list[dict[str, Any]] = []
+    for i, (name, stems) in enumerate(songs):
+        for stem in STEMS:
+            target = gate(stems[stem], RATE)
+            mix = Audio(sum(stems[s] for s in STEMS if s != stem) + target, RATE)
+            query = Audio(loudest_excerpt(stems[stem], RATE, within=SECTIONS[0]), RATE)
+            present.append(present_case(run, f"{name}/{stem}", mix, query, target))
+            print(present[-1], flush=True)
+            other_name, other = songs[(i + 1) % len(songs)]
+            without = Audio(sum(other[s] for s in STEMS if s != stem), RATE)
+            absent.append(absent_case(run, f"{name}/{stem} in {other_name} without {stem}", without, query))
+            print(absent[-1], flush=True)
+    for name, stems, rate in real_cases():
+        mix = Audio(sum(stems[s] for s in STEMS), rate)
+        for stem in STEMS:
+            query = Audio(loudest_excerpt(stems[stem], rate), rate)
+            present.append(present_case(run, f"{name}/{stem}", mix, query, stems[stem]))
+            print(present[-1], flush=True)
+    keys = ["ours", "seed_gating", "oracle_segments", "ours_query_only", "ours_floor0", "ours_gamma0"]
+    summary = {k: {"f1": _mean(present, f"{k}_f1"), "si_sdr_db": _mean(present, f"{k}_si_sdr")} for k in keys}
+    per_stem = {s: {k: {"f1": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_f1"),
+                        "si_sdr_db": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_si_sdr")}
+                    for k in ("ours", "seed_gating", "oracle_segments")} for s in STEMS}
+    false_alarm = {
+        "ours": round(float(np.mean([r["ours_segments"] > 0 for r in absent])), 3) if absent else None,
+        "seed_gating": round(float(np.mean([r["seed_segments"] > 0 for r in absent])), 3) if absent else None,
+        "ours_seconds_flagged_mean": _mean(absent, "ours_seconds_flagged"),
+        "seed_seconds_flagged_mean": _mean(absent, "seed_seconds_flagged"),
+    }
+    print()
+    print(table([{"method": k, **v} for k, v in summary.items()], ["method", "f1", "si_sdr_db"]))
+    print()
+    print(table([{"stem": s, **{f"{k}_{m}": v[k][m] for k in v for m in ("f1", "si_sdr_db")}} for s, v in per_stem.items()],
+                ["stem", "ours_f1", "ours_si_sdr_db", "seed_gating_f1", "seed_gating_si_sdr_db",
+                 "oracle_segments_si_sdr_db"]))
+    print()
+    print("absent-target false-alarm rate (cases with any segment):", false_alarm)
+    payload: dict[str, Any] = {
+        "description": __doc__.split("\n\n")[0] if __doc__ else "",
+        "cases": {"present": len(present), "absent": len(absent), "songs": [n for n, _ in songs],
+                  "real": [n for n, _, _ in real_cases()]},
+        "detection_parameters": run.params.to_json(), "mask_parameters": run.mask.to_json(),
+        "ast_card_status": run.embedder.card.get("status", ""),
+        "summary": summary, "per_stem": per_stem, "false_alarm": false_alarm,
+        "present": present, "absent": absent,
+    }
+    if not args.no_speed:
+        payload["speed"] = speed(songs)
+        print("speed:", payload["speed"])
+    path = write_results("query", payload)
+    print("wrote", path)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,244 @@
+"""Query detection: the gating/hysteresis/segment logic on synthetic sequences with known
+activity, the query checks, and event.json's schema."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from engine.audio import Audio
+from engine.errors import InputError
+from engine.models.ast import AstConfig, AudioSpectrogramTransformer, QueryEmbedder
+from engine.query.detection import (
+    DetectionParams,
+    Segment,
+    clean_segments,
+    detect_from_sequences,
+    detect_segments,
+    hysteresis_runs,
+    prepare_query,
+    query_from_region,
+    seed_gating,
+    windows_to_segments,
+)
+from engine.query.event import build_event, validate_event, write_event
+
+HOP, WIN = 0.5, 1.0
+
+
+def _sequences(n: int, active: list[tuple[int, int]], seed: int = 0, on: float = 0.85,
+               off: float = 0.15) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per-window class probability and cosine: ``on`` ± noise in the active windows."""
+    rng = np.random.default_rng(seed)
+    truth = np.zeros(n, bool)
+    for i, j in active:
+        truth[i:j] = True
+    p = np.where(truth, on, off) + rng.normal(0, 0.05, n)
+    c = np.where(truth, on - 0.1, off) + rng.normal(0, 0.05, n)
+    starts = np.arange(n) * HOP
+    return np.clip(p, 0, 1), np.clip(c, -1, 1), starts, (n - 1) * HOP + WIN
+
+
+def _expected(i: int, j: int, n: int, duration: float) -> tuple[float, float]:
+    lead = 0.5 * (WIN - HOP)
+    return (0.0 if i == 0 else i * HOP + lead), (duration if j == n else (j - 1) * HOP + lead + HOP)
+
+
+def test_known_activity_gives_its_segments() -> None:
+    n = 120
+    active = [(10, 30), (60, 64), (90, 120)]
+    p, c, starts, dur = _sequences(n, active)
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    det = detect_from_sequences(p, c, starts, dur, params)
+    assert len(det.segments) == 3
+    for seg, (i, j) in zip(det.segments, active, strict=True):
+        lo, hi = _expected(i, j, n, dur)
+        assert seg.start == pytest.approx(lo, abs=1e-9) and seg.end == pytest.approx(hi, abs=1e-9)
+        assert 0.6 < seg.score <= 1.0
+    assert det.found and det.class_gate_used
+
+
+def test_default_smoothing_and_padding_stay_near_the_truth() -> None:
+    n = 200
+    active = [(20, 50), (120, 160)]
+    p, c, starts, dur = _sequences(n, active, seed=3)
+    det = detect_from_sequences(p, c, starts, dur, DetectionParams())
+    assert len(det.segments) == 2
+    for seg, (i, j) in zip(det.segments, active, strict=True):
+        lo, hi = _expected(i, j, n, dur)
+        assert abs(seg.start - lo) <= 0.55 and abs(seg.end - hi) <= 0.55
+
+
+def test_absent_target_gives_no_segments_but_the_seed_gating_fires() -> None:
+    rng = np.random.default_rng(7)
+    n = 400
+    p = np.clip(0.2 + 0.1 * rng.standard_normal(n), 0, 1)  # never near the class gate
+    c = np.clip(0.2 + 0.1 * rng.standard_normal(n), -1, 1)
+    starts = np.arange(n) * HOP
+    det = detect_from_sequences(p, c, starts, n * HOP + 0.5, DetectionParams())
+    assert det.segments == [] and not det.found
+    # the seed's min-max + 92nd percentile always finds "something"
+    assert seed_gating(p, c, starts, n * HOP + 0.5, min_duration_ms=0.0)
+
+
+def test_both_gates_are_applied() -> None:
+    n = 60
+    p = np.full(n, 0.9)
+    c = np.full(n, 0.1)  # right class, wrong sound: the seed's ignored cosine gate
+    starts = np.arange(n) * HOP
+    params = DetectionParams(smoothing_windows=0.0)
+    assert detect_from_sequences(p, c, starts, 30.5, params).segments == []
+    assert detect_from_sequences(c, p, starts, 30.5, params).segments == []
+    assert detect_from_sequences(p, p, starts, 30.5, params).segments
+    off = DetectionParams(smoothing_windows=0.0, use_cosine_gate=False)
+    assert detect_from_sequences(p, c, starts, 30.5, off).segments
+
+
+def test_uncertain_query_class_gates_on_similarity_only() -> None:
+    n = 40
+    p = np.full(n, 0.1)
+    c = np.where(np.arange(n) >= 20, 0.8, 0.1)
+    det = detect_from_sequences(p, c, np.arange(n) * HOP, 20.5, DetectionParams(smoothing_windows=0.0),
+                                query_class_probability=0.2)
+    assert not det.class_gate_used
+    assert len(det.segments) == 1 and det.segments[0].start == pytest.approx(20 * HOP + 0.25 - 0.05)
+    assert det.segments[0].score == pytest.approx(0.8)
+
+
+def test_hysteresis_extends_strong_runs_and_drops_weak_only_runs() -> None:
+    strong = np.array([0, 0, 1, 0, 0, 0, 0, 0, 0, 0], bool)
+    weak = np.array([0, 1, 1, 1, 1, 0, 0, 1, 1, 0], bool)
+    assert hysteresis_runs(strong, weak).tolist() == [False, True, True, True, True, False, False, False, False, False]
+    # in the full algorithm: a dip just below the gate inside a segment does not split it
+    n = 30
+    c = np.full(n, 0.8)
+    c[:5] = c[25:] = 0.1
+    c[15] = 0.45  # below the cosine gate (0.5), above 0.5 − hysteresis
+    p = np.where(c > 0.2, 0.8, 0.1)
+    params = DetectionParams(smoothing_windows=0.0, merge_gap_ms=0.0)
+    assert len(detect_from_sequences(p, c, np.arange(n) * HOP, 15.5, params).segments) == 1
+    no_hyst = DetectionParams(smoothing_windows=0.0, merge_gap_ms=0.0, hysteresis=0.0)
+    assert len(detect_from_sequences(p, c, np.arange(n) * HOP, 15.5, no_hyst).segments) == 2
+
+
+def test_percentile_gate_never_creates_detections() -> None:
+    n = 50
+    p = np.full(n, 0.3)
+    det = detect_from_sequences(p, p, np.arange(n) * HOP, 25.5, DetectionParams(percentile=92.0))
+    assert det.segments == []
+    # two runs: the percentile (among gated windows) keeps the stronger one only
+    q = np.full(n, 0.1)
+    q[5:15], q[30:45] = 0.6, 0.9
+    det = detect_from_sequences(q, q, np.arange(n) * HOP, 25.5,
+                                DetectionParams(percentile=92.0, smoothing_windows=0.0))
+    assert len(det.segments) == 1 and det.segments[0].start > 14.0
+
+
+def test_clean_segments_merge_minimum_and_padding() -> None:
+    raw = [Segment(1.0, 2.0, 0.8), Segment(2.1, 3.0, 0.6), Segment(5.0, 5.3, 0.9), Segment(9.8, 10.0, 0.7)]
+    out = clean_segments(raw, 10.0, min_duration_s=0.5, merge_gap_s=0.2, padding_s=0.05)
+    assert [(s.start, s.end) for s in out] == [pytest.approx((0.95, 3.05))]
+    assert out[0].score == pytest.approx((0.8 * 1.0 + 0.6 * 0.9) / 1.9)
+    padded = clean_segments([Segment(0.02, 1.0), Segment(9.0, 9.99)], 10.0, 0.5, 0.2, 0.05)
+    assert padded[0].start == 0.0 and padded[-1].end == 10.0
+    # padding that makes neighbours overlap merges them
+    touching = clean_segments([Segment(1.0, 2.0), Segment(2.25, 3.0)], 10.0, 0.5, 0.2, 0.2)
+    assert len(touching) == 1
+
+
+def test_windows_to_segments_edges() -> None:
+    active = np.array([1, 1, 0, 0, 1], bool)
+    segs = windows_to_segments(active, np.ones(5), np.arange(5) * HOP, WIN, HOP, 3.0)
+    assert [(s.start, s.end) for s in segs] == [(0.0, 1.25), (2.25, 3.0)]
+
+
+# ----------------------------------------------------------------------------------------------
+# Queries
+# ----------------------------------------------------------------------------------------------
+
+
+def _tone(seconds: float, rate: int = 22050, hz: float = 440.0, channels: int = 2) -> Audio:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.3 * np.sin(2 * np.pi * hz * t) * (1 + 0.5 * np.sin(2 * np.pi * 3 * t))
+    return Audio(np.tile(x.astype(np.float32), (channels, 1)), rate, Path("/music/query.wav"))
+
+
+def test_long_query_is_trimmed_to_its_loudest_three_seconds_with_a_note() -> None:
+    rate = 16000
+    x = np.concatenate([np.full(2 * rate, 1e-3), 0.5 * np.sin(np.arange(3 * rate) * 0.1), np.full(rate, 1e-3)])
+    q, notes = prepare_query(Audio(x.astype(np.float32), rate))
+    assert q.frames == 3 * rate
+    assert len(notes) == 1 and "trimmed" in notes[0] and "6.00 s" in notes[0]
+    assert np.sqrt(np.mean(q.samples**2)) > 0.3  # the loud part was kept
+    q2, notes2 = prepare_query(_tone(2.0))
+    assert notes2 == [] and q2.frames == _tone(2.0).frames
+
+
+def test_short_or_silent_query_is_a_clear_error_naming_the_file() -> None:
+    with pytest.raises(InputError, match="0.50 s long.*1–3 s") as e:
+        prepare_query(_tone(0.5))
+    assert e.value.path == Path("/music/query.wav")
+    silent = Audio(np.zeros((1, 32000), np.float32), 16000, Path("/music/silence.wav"))
+    with pytest.raises(InputError, match="silent") as e2:
+        prepare_query(silent)
+    assert "silence.wav" in str(e2.value)
+
+
+def test_query_region() -> None:
+    mix = _tone(10.0)
+    q = query_from_region(mix, (2.0, 4.5))
+    assert q.frames == int(2.5 * mix.sample_rate)
+    with pytest.raises(InputError, match="outside"):
+        query_from_region(mix, (9.0, 12.0))
+    with pytest.raises(InputError, match="empty"):
+        query_from_region(mix, (3.0, 3.0))
+
+
+def test_detect_segments_runs_any_rate_and_channels_with_a_model() -> None:
+    """Plumbing with a tiny random-weight AST (quality needs the trained weights: see the CLI
+    tests and bench/bench_query.py): timeline in seconds, one window per hop, trimming note."""
+    torch.manual_seed(0)
+    cfg = AstConfig(dim=32, depth=1, heads=2, embed_dim=16)
+    embedder = QueryEmbedder(AudioSpectrogramTransformer(cfg), torch.device("cpu"))
+    mix = _tone(7.3, rate=44100)
+    det = detect_segments(mix, _tone(4.0, rate=22050, channels=1), DetectionParams(), embedder=embedder)
+    assert det.duration_seconds == pytest.approx(7.3, abs=1e-4)
+    assert det.window_starts.size == 14 and det.window_starts[1] == pytest.approx(0.5)
+    assert det.query is not None and any("trimmed" in n for n in det.query.notes)
+    assert det.query.class_name in cfg.classes and det.query.embedding.shape == (16,)
+    assert np.allclose(np.linalg.norm(det.query.embedding), 1.0, atol=1e-5)
+    for s in det.segments:
+        assert 0 <= s.start < s.end <= 7.3
+
+
+# ----------------------------------------------------------------------------------------------
+# event.json
+# ----------------------------------------------------------------------------------------------
+
+
+def test_event_json_schema_round_trip(tmp_path: Path) -> None:
+    n = 40
+    p, c, starts, dur = _sequences(n, [(5, 15)])
+    det = detect_from_sequences(p, c, starts, dur, DetectionParams())
+    ev = build_event(det, {"cosine_threshold": 0.45}, {"path": "/m.wav", "sample_rate": 44100, "channels": 2,
+                                                       "duration_seconds": dur}, {"path": "/q.wav"})
+    validate_event(ev)
+    path = write_event(tmp_path / "event.json", ev)
+    back = json.loads(path.read_text())
+    validate_event(back)
+    assert back["found"] is True and back["segments"][0]["start"] == pytest.approx(det.segments[0].start, abs=1e-4)
+    assert len(back["windows"]["score"]) == n
+    assert back["message"].startswith("found 1 segment")
+    none = detect_from_sequences(np.zeros(n), np.zeros(n), starts, dur, DetectionParams())
+    ev2 = build_event(none, {}, back["mix"], {"region": [1.0, 3.0]})
+    validate_event(ev2)
+    assert ev2["found"] is False and ev2["segments"] == [] and ev2["message"].startswith("not found")
+    bad = dict(ev, segments=[{"start": 3.0, "end": 2.0, "score": 0.5}])
+    with pytest.raises(ValueError):
+        validate_event(bad)
+    with pytest.raises(ValueError):
+        validate_event({k: v for k, v in ev.items() if k != "windows"})
