@@ -49,8 +49,9 @@ from gui.theme import COLORS
 from gui.views import format_time
 
 #: Parameters shown under "Detection" (the rest go under "Separation").
-DETECTION_KEYS = ("class_threshold", "cosine_threshold", "use_class_gate", "use_cosine_gate", "hysteresis",
-                  "percentile", "min_duration_ms", "merge_gap_ms", "padding_ms")
+DETECTION_KEYS = ("hop_seconds", "class_threshold", "cosine_threshold", "use_class_gate", "use_cosine_gate",
+                  "hysteresis", "percentile", "class_weight", "smoothing_windows", "min_duration_ms",
+                  "merge_gap_ms", "padding_ms")
 SEGMENT_BRUSH = (120, 220, 140, 55)
 SEGMENT_PEN = "#78dc8c"
 
