@@ -30,6 +30,7 @@ Prints tables and writes ``bench/results/query.json``.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -41,7 +42,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.common import SHARED_FIXTURES, table, write_results  # noqa: E402
+from bench.common import RESULTS, SHARED_FIXTURES, table, write_results  # noqa: E402
 from engine.audio import Audio, load_audio  # noqa: E402
 from engine.models.ast import load_query_embedder  # noqa: E402
 from engine.query.detection import (  # noqa: E402
@@ -240,10 +241,19 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--songs", type=int, default=6)
     ap.add_argument("--no-speed", action="store_true")
+    ap.add_argument("--speed-only", action="store_true",
+                    help="rerun only the speed part; the quality results of the last full run are kept")
     args = ap.parse_args()
     torch.set_num_threads(2)
-    run = Runner()
     songs = synth_songs(args.songs)
+    if args.speed_only:
+        previous = json.loads((RESULTS / "query.json").read_text())
+        previous.pop("machine", None)
+        previous["speed"] = speed(songs)
+        print("speed:", previous["speed"])
+        print("wrote", write_results("query", previous))
+        return
+    run = Runner()
     present: list[dict[str, Any]] = []
     absent: list[dict[str, Any]] = []
     for i, (name, stems) in enumerate(songs):

@@ -406,8 +406,7 @@ def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torc
                 progress(0.5 * (base + fraction * span) / covered, f"U-Net prior: {message}")
 
         piece = Audio(np.ascontiguousarray(mix.samples[:, a:b]), mix.sample_rate)
-        rm = unet.separate(piece, device=str(device), parameters={"stems": "4", "masks": True},
-                           progress=scaled, cancel=cancel)
+        rm = unet.masks_only(piece, 4, device=str(device), progress=scaled, cancel=cancel)
         if rm.stft != cfg:
             raise RuntimeError(f"U-Net grid {rm.stft} differs from the query engine's {cfg}")
         acc = np.zeros_like(next(iter(rm.masks.values())), dtype=np.float32)  # (C, bins, k)

@@ -51,6 +51,7 @@ from engine.separators.base import (
     Separator,
     check_cancel,
     register,
+    resolve_device,
 )
 from engine.spectral import StftConfig, istft, stft
 
@@ -161,6 +162,9 @@ class InferenceOptions:
     wiener: bool = False
     wiener_window_seconds: float = 3.0
     return_masks: bool = True
+    #: False: masks only, no stems (skips the file-rate STFT of the mix and the ISTFTs; e.g. the
+    #: query engine's prior). Needs ``return_masks`` and no Wiener filter.
+    return_stems: bool = True
     #: Context frames each side of a chunk; None → the network's receptive radius (exact).
     context_frames: int | None = None
 
@@ -335,6 +339,8 @@ def separate_with_model(
     cfg = model.config
     stems = cfg.stems
     n_stems = len(stems)
+    if not opts.return_stems and (opts.wiener or not opts.return_masks):
+        raise ValueError("masks-only inference needs return_masks and no Wiener filter")
     rate, channels, frames = mix.sample_rate, mix.channels, mix.frames
     dev = opts.device
     # File-rate STFT with the internal window's duration (even n_fft, hop n_fft/4).
@@ -359,7 +365,7 @@ def separate_with_model(
     identity_grid = abs(time_ratio - 1.0) < 1e-12 and np.allclose(freq_pos[~above], np.arange(n_low))
 
     wiener_frames = int(round(opts.wiener_window_seconds * rate / hop_f)) if opts.wiener else 0
-    out = np.zeros((n_stems, channels, frames), dtype=np.float32)
+    out = np.zeros((n_stems if opts.return_stems else 0, channels, frames), dtype=np.float32)
     masks_out = ({s: np.zeros((channels, bins_f, frames_f), dtype=np.float16) for s in stems}
                  if opts.return_masks else {})
     groups = _channel_groups(channels)
@@ -406,7 +412,8 @@ def separate_with_model(
                 tau0 = max(0, (out_pos - fcfg.n_fft // 2) // hop_f - 1)
                 tau1 = min(frames_f, (out_end + fcfg.n_fft // 2) // hop_f + 2)
                 w0, w1 = max(0, tau0 - wiener_frames), min(frames_f, tau1 + wiener_frames)
-                xf = exact_stft_frames(_rows_reader(x_source, member_channels), frames, fcfg, w0, w1, dev)
+                xf = (exact_stft_frames(_rows_reader(x_source, member_channels), frames, fcfg, w0, w1, dev)
+                      if opts.return_stems else None)
                 pos = np.arange(w0, w1) * time_ratio
                 t0i, t1i, tw = _interp_index(pos, total_i)
                 if identity_grid:
@@ -422,7 +429,9 @@ def separate_with_model(
                     m_t = buf[..., ta] * (1 - twt) + buf[..., tb] * twt  # (S, c, bins_i, n)
                     m_t = torch.cat([m_t, m_t[:, :, hf_from:].mean(dim=2, keepdim=True)], dim=2)
                     m_f = m_t[:, :, f0_t] * (1 - fw_t) + m_t[:, :, f1_t] * fw_t  # (S, c, bins_f, n)
-                if opts.wiener:
+                if xf is None:
+                    y, share = None, m_f
+                elif opts.wiener:
                     y = wiener_filter(xf, m_f, wiener_frames)
                     power = y.abs() ** 2
                     share = power / (power.sum(0, keepdim=True) + _EPS)
@@ -434,11 +443,12 @@ def separate_with_model(
                     sh = share[..., k0:k1].to(torch.float16).cpu().numpy()
                     for j, name in enumerate(stems):
                         masks_out[name][rows, :, tau0:tau1] = sh[j]
-                seg_start = tau0 * hop_f
-                length = out_end - seg_start
-                wave = istft(y[: n_stems - 1, ..., k0:k1], length, fcfg).cpu().numpy()
-                lo, hi = out_pos - seg_start, out_end - seg_start
-                out[: n_stems - 1, rows, out_pos:out_end] = wave[..., lo:hi]
+                if y is not None:
+                    seg_start = tau0 * hop_f
+                    length = out_end - seg_start
+                    wave = istft(y[: n_stems - 1, ..., k0:k1], length, fcfg).cpu().numpy()
+                    lo, hi = out_pos - seg_start, out_end - seg_start
+                    out[: n_stems - 1, rows, out_pos:out_end] = wave[..., lo:hi]
                 timings["file_stft_masks_istft"] += time.perf_counter() - t
                 out_pos = out_end
                 # Drop internal masks no later block needs.
@@ -455,9 +465,10 @@ def separate_with_model(
         for k, v in p.seconds.items():
             timings[k] += v
     # The last stem takes the rest: stems sum to the mix exactly.
-    out[n_stems - 1] = mix.samples - out[: n_stems - 1].sum(axis=0)
+    if opts.return_stems:
+        out[n_stems - 1] = mix.samples - out[: n_stems - 1].sum(axis=0)
     return SeparationResult(
-        stems={name: Audio(out[j], rate) for j, name in enumerate(stems)},
+        stems={name: Audio(out[j], rate) for j, name in enumerate(stems)} if opts.return_stems else {},
         masks=masks_out,
         stft=fcfg,
         info={
@@ -529,3 +540,16 @@ class UNetSeparator(Separator):
             return_masks=bool(params["masks"]),
         )
         return separate_with_model(model, mix, opts, progress, cancel)
+
+    def masks_only(self, mix: Audio, stems: int = 4, device: str = "auto",
+                   progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> SeparationResult:
+        """The masks of the default separation without the stems' audio (no file-rate STFT of
+        the mix, no ISTFT): ``result.stems`` is empty, ``result.masks`` as :meth:`separate`'s."""
+        dev = resolve_device(device)
+        values = self.resolve_parameters({"stems": str(stems)})
+        opts = InferenceOptions(
+            chunk_seconds=float(values["chunk_seconds"]),
+            batch_chunks=int(values["batch_chunks"]) or (8 if dev.type == "cuda" else 1), device=dev,
+            precision=str(values["precision"]), return_masks=True, return_stems=False,
+        )
+        return separate_with_model(self.model(stems, dev), mix, opts, progress, cancel)

@@ -232,6 +232,16 @@ def test_registered_engine_separates_with_parameters() -> None:
         sep.separate(mix, device="cpu", parameters={"precision": "float16"})
 
 
+def test_masks_only_equals_the_masks_of_a_full_separation() -> None:
+    sep = UNetSeparator()
+    mix = noise_mix(32000, 2, 32000 * 3)
+    full = sep.separate(mix, parameters={"stems": "4"})
+    only = sep.masks_only(mix, 4, device="cpu")
+    assert only.stems == {} and list(only.masks) == list(full.masks) and only.stft == full.stft
+    for name in full.masks:
+        assert np.array_equal(only.masks[name], full.masks[name])
+
+
 def test_shipped_2_stem_model_beats_oracle_free_baselines() -> None:
     """On a held-out synthetic song (seed outside every training range), the shipped 2-stem
     model's vocals beat two-stage HPSS and REPET-SIM by plain SDR."""
