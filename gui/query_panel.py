@@ -28,7 +28,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QMainWindow,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QVBoxLayout,
@@ -42,7 +41,7 @@ from engine.query import Detection, Segment, detect_segments, query_from_region
 from engine.separators.base import get_separator
 from engine.separators.query import QuerySeparator, detection_params
 from engine.session import Session
-from gui.actions import window_action
+from gui.actions import add_run_row, show_status, window_action
 from gui.lanes import dropped_audio_paths, looks_like_audio
 from gui.separate_panel import control_value, make_control, prepare_for_lanes
 from gui.theme import COLORS
@@ -106,22 +105,8 @@ class QueryPanel(QDockWidget):
             self.controls[p.name] = w
             (detect_form if p.name in DETECTION_KEYS else sep_form).addRow(p.name.replace("_", " "), w)
         lay.addWidget(self.detect_box)
-        row = QHBoxLayout()
-        self.find_button = QPushButton("Find Similar")
-        self.find_button.clicked.connect(self.find_similar)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        row.addWidget(self.find_button, 1)
-        row.addWidget(self.cancel_button)
-        lay.addLayout(row)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setTextVisible(False)
-        self.progress_bar.setFixedHeight(10)
-        lay.addWidget(self.progress_bar)
-        self.status_label = QLabel("")
-        self.status_label.setWordWrap(True)
-        lay.addWidget(self.status_label)
+        self.find_button, self.cancel_button, self.progress_bar, self.status_label = add_run_row(
+            lay, "Find Similar", self.find_similar, self.cancel)
         lay.addWidget(QLabel("Segments (drag their edges on the mix lane):"))
         self.segment_list = QListWidget()
         self.segment_list.setMinimumHeight(90)
@@ -185,8 +170,7 @@ class QueryPanel(QDockWidget):
         self.delete_button.setEnabled(not running and bool(self.segments))
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #ff7070;" if error else "")
+        show_status(self.status_label, text, error)
 
     # ================================================================= query ================
     def set_query(self, audio: Audio, label: str) -> None:

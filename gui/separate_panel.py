@@ -40,7 +40,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QProgressBar,
     QPushButton,
     QScrollArea,
     QSpinBox,
@@ -57,7 +56,7 @@ from engine.maskedit import normalised_masks
 from engine.separators.base import REGISTRY, Parameter, SeparationResult, get_separator
 from engine.session import RESOURCES, Session, Track
 from engine.waveform import PeakPyramid
-from gui.actions import window_action
+from gui.actions import add_run_row, show_status, window_action
 from gui.export_dialog import ExportDialog
 from gui.views import format_time
 
@@ -206,24 +205,9 @@ class SeparatePanel(QDockWidget):
         self.reset_button = QPushButton("Reset to defaults")
         self.reset_button.clicked.connect(self._engine_changed)
         lay.addWidget(self.reset_button)
-        row = QHBoxLayout()
-        self.separate_button = QPushButton("Separate")
+        self.separate_button, self.cancel_button, self.progress_bar, self.status_label = add_run_row(
+            lay, "Separate", self.separate, self.cancel, "Load a mix, then Separate.")
         self.separate_button.setToolTip("Separate the mix with this engine (Ctrl+Shift+E)")
-        self.separate_button.clicked.connect(self.separate)
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.clicked.connect(self.cancel)
-        self.cancel_button.setEnabled(False)
-        row.addWidget(self.separate_button, 1)
-        row.addWidget(self.cancel_button)
-        lay.addLayout(row)
-        self.progress_bar = QProgressBar()
-        self.progress_bar.setRange(0, 1000)
-        self.progress_bar.setTextVisible(False)
-        self.progress_bar.setFixedHeight(10)
-        lay.addWidget(self.progress_bar)
-        self.status_label = QLabel("Load a mix, then Separate.")
-        self.status_label.setWordWrap(True)
-        lay.addWidget(self.status_label)
         row2 = QHBoxLayout()
         self.ab_button = QPushButton("A/B: Mix")
         self.ab_button.setCheckable(True)
@@ -474,8 +458,7 @@ class SeparatePanel(QDockWidget):
         self.separated.emit()
 
     def _say(self, text: str, error: bool = False) -> None:
-        self.status_label.setText(text)
-        self.status_label.setStyleSheet("color: #ff7070;" if error else "")
+        show_status(self.status_label, text, error)
 
     # ================================================================= listening ===========
     def set_ab_stems(self, stems: bool) -> None:
