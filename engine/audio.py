@@ -17,6 +17,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import Cancelled, InputError
+from engine.files import atomic_path
 
 #: Extensions we read (libsndfile handles all of them, MP3 included since 1.1).
 READ_EXTENSIONS = (".wav", ".wave", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff", ".aifc")
@@ -252,20 +253,12 @@ def save_audio(
         raise InputError(f"{fmt.upper()} cannot be written as '{bit_depth}'; choose {sorted(subtypes)}", p)
     if not np.isfinite(audio.samples).all():
         raise InputError("refusing to write NaN or infinite samples", p)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    try:
-        with sf.SoundFile(
-            str(tmp), "w", samplerate=audio.sample_rate, channels=audio.channels,
-            subtype=subtypes[bit_depth], format=fmt.upper(),
-        ) as f:
-            for start in range(0, audio.frames, _BLOCK_FRAMES):
-                f.write(audio.samples[:, start : start + _BLOCK_FRAMES].T)
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with atomic_path(p) as tmp, sf.SoundFile(
+        str(tmp), "w", samplerate=audio.sample_rate, channels=audio.channels,
+        subtype=subtypes[bit_depth], format=fmt.upper(),
+    ) as f:
+        for start in range(0, audio.frames, _BLOCK_FRAMES):
+            f.write(audio.samples[:, start : start + _BLOCK_FRAMES].T)
     return p
 
 

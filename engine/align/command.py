@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 from pathlib import Path
 
 from engine.align.estimate import align_acapella
 from engine.audio import load_audio
 from engine.errors import InputError
+from engine.files import atomic_write_text
 
 
 def align_command(mix_path: str, acapella_path: str, json_out: str | None) -> int:
@@ -41,15 +41,7 @@ def align_command(mix_path: str, acapella_path: str, json_out: str | None) -> in
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        atomic_write_text(path, text)
     except OSError as exc:
         raise InputError(f"cannot write the JSON ({exc.strerror or exc})", path) from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()

@@ -15,8 +15,8 @@ from engine.analysis.document import (
     title_lines,
 )
 from engine.analysis.report import AnalysisReport
-from engine.analysis.report_json import atomic_write_bytes
 from engine.analysis.statuses import EMOJI
+from engine.files import atomic_write_bytes
 
 
 def _cell(c: Cell) -> str:

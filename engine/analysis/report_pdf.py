@@ -7,7 +7,6 @@ Pages: a title page (track, engine/model, date), a summary page, then for each s
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ from engine.analysis.figures import (
 )
 from engine.analysis.report import AnalysisReport
 from engine.analysis.statuses import GLYPH
+from engine.files import atomic_path
 
 ProgressFn = Callable[[float, str], None]
 
@@ -201,7 +201,6 @@ def write_pdf(report: AnalysisReport, path: str | Path, progress: ProgressFn | N
     """
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     steps = 2 + len(report.stems) + 1
     done = 0
 
@@ -211,7 +210,7 @@ def write_pdf(report: AnalysisReport, path: str | Path, progress: ProgressFn | N
         if progress is not None:
             progress(done / steps, msg)
 
-    try:
+    with atomic_path(p) as tmp:
         with matplotlib.rc_context(_RC), PdfPages(tmp) as pdf:  # type: ignore[arg-type]
             info = pdf.infodict()
             info["Title"] = f"Separation analysis — {report.meta.get('track') or 'untitled'}"
@@ -234,10 +233,4 @@ def write_pdf(report: AnalysisReport, path: str | Path, progress: ProgressFn | N
                 step(f"{stem.name}: tables and figures")
             pdf.savefig(comprehensive_figure(report))
             step("Comprehensive comparison")
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     return p

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -38,6 +37,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from engine.errors import InputError
+from engine.files import atomic_path
 from engine.models.weights import MAX_WEIGHTS_BYTES, MODELS_DIR, sha256_of, verified_tensors
 from engine.spectral import StftConfig, stft
 
@@ -348,13 +348,9 @@ def save_ast_weights(model: AudioSpectrogramTransformer, path: str | Path,
     """Write the model's tensors to ``path`` (safetensors, atomically); returns their SHA-256.
     The card (``NAME.json`` with ``sha256`` and ``architecture``) is the caller's."""
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
     state = {k: v.detach().cpu().to(dtype).contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(tmp), metadata={"config": json.dumps(model.config.to_json())})
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    with atomic_path(p, mode=0o644) as tmp:
+        save_file(state, str(tmp), metadata={"config": json.dumps(model.config.to_json())})
     if p.stat().st_size > MAX_WEIGHTS_BYTES:
         raise ValueError(f"{p}: {p.stat().st_size} bytes exceeds the {MAX_WEIGHTS_BYTES}-byte weights limit")
     return sha256_of(p)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from engine.errors import InputError
+from engine.files import atomic_path
 from engine.models.unet import SpectrogramUNet, UNetConfig
 
 #: The folder of the shipped models.
@@ -59,12 +59,8 @@ def model_state(model: SpectrogramUNet, dtype: torch.dtype = torch.float16) -> d
 def save_weights(model: SpectrogramUNet, path: str | Path, dtype: torch.dtype = torch.float16) -> str:
     """Write the model's tensors to ``path`` (safetensors, atomically); returns their SHA-256."""
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    save_file(model_state(model, dtype), str(tmp), metadata={"config": json.dumps(model.config.to_json())})
-    with open(tmp, "rb+") as fh:
-        os.fsync(fh.fileno())
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, p)
+    with atomic_path(p, mode=0o644) as tmp:
+        save_file(model_state(model, dtype), str(tmp), metadata={"config": json.dumps(model.config.to_json())})
     size = p.stat().st_size
     if size > MAX_WEIGHTS_BYTES:
         raise ValueError(f"{p}: {size} bytes exceeds the {MAX_WEIGHTS_BYTES}-byte weights limit")

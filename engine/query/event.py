@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
+from engine.files import atomic_write_text
 from engine.query.detection import Detection
 
 FORMAT = "unmix-query-event/1"
@@ -114,11 +114,4 @@ def validate_event(event: dict[str, Any]) -> None:
 
 def write_event(path: str | Path, event: dict[str, Any]) -> Path:
     """Write ``event`` atomically (temp file, fsync, rename)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with open(tmp, "w") as fh:
-        json.dump(event, fh, indent=2, allow_nan=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, p)
-    return p
+    return atomic_write_text(path, json.dumps(event, indent=2, allow_nan=False))

@@ -60,7 +60,15 @@ from engine.training.ast_data import (
     window_rms_db,
 )
 from engine.training.checkpoint import read_checkpoint, restore, save_checkpoint
-from engine.training.train import append_log, learning_rate, read_log
+from engine.training.export import copy_training_logs
+from engine.training.train import (
+    CHECKPOINT_NAME,
+    CURVE_NAME,
+    LOG_NAME,
+    append_log,
+    learning_rate,
+    read_log,
+)
 
 DEFAULT_CONFIG: dict[str, Any] = {
     "cache": "tmp/ast_cache",
@@ -88,9 +96,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "data_workers": 0,
 }
 
-LOG_NAME = "train_log.jsonl"
-CHECKPOINT_NAME = "checkpoint.safetensors"
-CURVE_NAME = "curve.png"
 MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024
 
 
@@ -588,12 +593,7 @@ def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", nam
     (out / f"{name}.json").write_text(json.dumps(card, indent=2, default=float) + "\n")
     (out / f"{name}.md").write_text(_card_markdown(card))
     if logs_dir is not None:
-        logs = Path(logs_dir)
-        logs.mkdir(parents=True, exist_ok=True)
-        for src, dst in ((LOG_NAME, f"{name}_train_log.jsonl"), (CURVE_NAME, f"{name}_curve.png")):
-            p = Path(checkpoint).with_name(src)
-            if p.is_file():
-                shutil.copyfile(p, logs / dst)
+        copy_training_logs(checkpoint, logs_dir, name)
     return card
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import lzma
-import os
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from engine.errors import InputError
+from engine.files import atomic_path, atomic_write_text
 
 FORMAT = "unmix-stem-bank/1"
 FOUR_STEMS = ("drums", "bass", "other", "vocals")
@@ -155,9 +155,8 @@ def write_track(
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-    np.savez(tmp, **arrays)  # type: ignore[arg-type]
-    os.replace(tmp, path)
+    with atomic_path(path, suffix=".npz") as tmp:
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]
 
 
 def new_manifest(sample_rate: int, recipe: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -178,10 +177,7 @@ def load_manifest(bank_dir: str | Path) -> dict[str, Any]:
 
 
 def save_manifest(bank_dir: str | Path, manifest: dict[str, Any]) -> None:
-    p = Path(bank_dir) / "manifest.json"
-    tmp = p.with_name(f".manifest.json.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1) + "\n")
-    os.replace(tmp, p)
+    atomic_write_text(Path(bank_dir) / "manifest.json", json.dumps(manifest, indent=1) + "\n")
 
 
 # ----------------------------------------------------------------------------------------------

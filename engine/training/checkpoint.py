@@ -10,7 +10,6 @@ validation, and the SHA-256 of the tensors file (checked on load). Never a pickl
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from engine.errors import InputError
+from engine.files import atomic_path, atomic_write_text
 from engine.models.unet import SpectrogramUNet
 from engine.models.weights import sha256_of
 
@@ -48,9 +48,8 @@ def save_checkpoint(
             tensors[f"optim/{i}/exp_avg"] = st["exp_avg"].detach().to(moments_dtype).cpu().contiguous()
             tensors[f"optim/{i}/exp_avg_sq"] = st["exp_avg_sq"].detach().to(moments_dtype).cpu().contiguous()
             tensors[f"optim/{i}/step"] = torch.as_tensor(st["step"], dtype=torch.float32).reshape(1).cpu()
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    save_file(tensors, str(tmp))
-    os.replace(tmp, p)
+    with atomic_path(p) as tmp:
+        save_file(tensors, str(tmp))
     size = p.stat().st_size
     if size > max_bytes:
         raise ValueError(f"checkpoint {p} is {size} bytes, over the {max_bytes}-byte limit")
@@ -64,10 +63,7 @@ def save_checkpoint(
         "bytes": size,
         "sha256": sha256_of(p),
     })
-    side = p.with_suffix(".json")
-    tmp_side = side.with_name(f".{side.name}.tmp-{os.getpid()}")
-    tmp_side.write_text(json.dumps(sidecar, indent=1, default=float) + "\n")
-    os.replace(tmp_side, side)
+    atomic_write_text(p.with_suffix(".json"), json.dumps(sidecar, indent=1, default=float) + "\n")
     return sidecar
 
 

@@ -111,13 +111,19 @@ def export(
         "real recordings differ in timbre, production and vocal style. " + (status or ""))
     write_model_card(out, name, card)
     if logs_dir is not None:
-        logs = Path(logs_dir)
-        logs.mkdir(parents=True, exist_ok=True)
-        for src, dst in ((LOG_NAME, f"{name}_train_log.jsonl"), (CURVE_NAME, f"{name}_curve.png")):
-            p = Path(checkpoint).with_name(src)
-            if p.is_file():
-                shutil.copyfile(p, logs / dst)
+        copy_training_logs(checkpoint, logs_dir, name)
     return card
+
+
+def copy_training_logs(checkpoint: str | Path, logs_dir: str | Path, name: str) -> None:
+    """Copy the training log and curve written beside ``checkpoint`` to ``logs_dir`` as
+    ``NAME_train_log.jsonl`` and ``NAME_curve.png`` (committed with the weights)."""
+    logs = Path(logs_dir)
+    logs.mkdir(parents=True, exist_ok=True)
+    for src, dst in ((LOG_NAME, f"{name}_train_log.jsonl"), (CURVE_NAME, f"{name}_curve.png")):
+        p = Path(checkpoint).with_name(src)
+        if p.is_file():
+            shutil.copyfile(p, logs / dst)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
