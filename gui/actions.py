@@ -8,7 +8,16 @@ from typing import Any
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QDockWidget,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 
 def window_action(
@@ -52,6 +61,18 @@ def add_run_row(
     label.setWordWrap(True)
     layout.addWidget(label)
     return run, cancel, bar, label
+
+
+def set_scrolling_body(dock: QDockWidget, body: QWidget, min_width: int = 300) -> None:
+    """Put ``body`` in ``dock`` inside a vertical scroll area (many parameters must not push the
+    dock off screen)."""
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+    scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+    scroll.setWidget(body)
+    dock.setWidget(scroll)
+    dock.setMinimumWidth(min_width)
 
 
 def show_status(label: QLabel, text: str, error: bool = False) -> None:

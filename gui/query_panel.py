@@ -29,7 +29,6 @@ from PySide6.QtWidgets import (
     QListWidget,
     QMainWindow,
     QPushButton,
-    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -41,7 +40,7 @@ from engine.query import Detection, Segment, detect_segments, query_from_region
 from engine.separators.base import get_separator
 from engine.separators.query import QuerySeparator, detection_params
 from engine.session import Session
-from gui.actions import add_run_row, show_status, window_action
+from gui.actions import add_run_row, set_scrolling_body, show_status, window_action
 from gui.lanes import dropped_audio_paths, looks_like_audio
 from gui.separate_panel import control_value, make_control, prepare_for_lanes
 from gui.theme import COLORS
@@ -127,13 +126,7 @@ class QueryPanel(QDockWidget):
         self.separate_button.clicked.connect(self.separate)
         lay.addWidget(self.separate_button)
         lay.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        self.setMinimumWidth(300)
+        set_scrolling_body(self, body)
 
     def _make_actions(self) -> None:
         w = self.window_

@@ -41,7 +41,6 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMenu,
     QPushButton,
-    QScrollArea,
     QSpinBox,
     QVBoxLayout,
     QWidget,
@@ -56,7 +55,7 @@ from engine.maskedit import normalised_masks
 from engine.separators.base import REGISTRY, Parameter, SeparationResult, get_separator
 from engine.session import RESOURCES, Session, Track
 from engine.waveform import PeakPyramid
-from gui.actions import add_run_row, show_status, window_action
+from gui.actions import add_run_row, set_scrolling_body, show_status, window_action
 from gui.export_dialog import ExportDialog
 from gui.views import format_time
 
@@ -218,13 +217,7 @@ class SeparatePanel(QDockWidget):
         row2.addWidget(self.export_button)
         lay.addLayout(row2)
         lay.addStretch(1)
-        scroll = QScrollArea()  # engines with many parameters must not push the dock off screen
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(body)
-        self.setWidget(scroll)
-        self.setMinimumWidth(300)
+        set_scrolling_body(self, body)
 
     def _make_actions(self) -> None:
         w = self.window_
