@@ -96,7 +96,6 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "data_workers": 0,
 }
 
-MAX_CHECKPOINT_BYTES = 32 * 1024 * 1024
 
 
 def _seeds(pair: Sequence[int]) -> range:
@@ -458,8 +457,7 @@ def train(config: dict[str, Any], out_dir: str | Path, minutes: float, resume: s
         "hours_seen": examples * window_seconds / 3600, "config": config,
         "last_validation": last_val, "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
-    sidecar = save_checkpoint(out / CHECKPOINT_NAME, _as_checkpointable(model), optimizer, meta,
-                              max_bytes=MAX_CHECKPOINT_BYTES)
+    sidecar = save_checkpoint(out / CHECKPOINT_NAME, _as_checkpointable(model), optimizer, meta)
     plot_curve(read_log(log_path), out / CURVE_NAME)
     say(f"saved {out / CHECKPOINT_NAME} at step {step}; {meta['hours_seen']:.2f} h of windows seen")
     return sidecar
