@@ -13,12 +13,13 @@ Truth: a stem is active in a 0.5-s frame when its RMS there is within 40 dB of i
 frame's. Predicted: the frame's centre lies in a segment. Segment F1 over all frames of a case.
 Target SI-SDR: the target stem against the engine's target (whole song, channels concatenated).
 
-Rows: ``ours`` (the engine: absolute class + cosine gates with hysteresis, U-Net prior routed by
-the query), ``seed_gating`` (seed 002's gating re-implemented: class probability min-max
-normalised, 92nd percentile, cosine never applied; same mask), ``oracle_segments`` (true activity
-as segments, same mask: the mask's ceiling), ``ours_query_only`` (our detection, ``prior=none``:
-the mask from the query's own spectra), ``ours_floor0`` / ``ours_gamma0`` (our detection and
-mask with mask floor 0 / query-profile weight 0 instead of the seed's 0.08 / 0.25).
+Rows: ``ours`` (the engine: absolute class, cosine and stem gates with hysteresis; U-Net prior
+routed by the query and the query's factorisation), ``ours_without_stem_gate`` (the same without
+the stem gate), ``seed_gating`` (seed 002's gating re-implemented: class probability min-max
+normalised, 92nd percentile, cosine never applied; our mask), ``oracle_segments`` (true activity
+as segments, our mask: the mask's ceiling), ``oracle_seed_mask_values`` (true segments, the
+seed's query-profile weight 0.25 and mask floor 0.08 instead of ours), ``ours_query_only`` (our
+detection, ``prior=none``: the mask from the query's own spectra).
 Speed: the whole engine (detection + separation) on a 4-minute stereo 44.1 kHz song (the bench
 songs concatenated) with 2 torch threads.
 
@@ -30,6 +31,7 @@ Prints tables and writes ``bench/results/query.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -56,7 +58,7 @@ from engine.query.detection import (  # noqa: E402
     seed_gating,
     to_analysis_rate,
 )
-from engine.query.masking import MaskParams, separate_segments, unet_source_prior  # noqa: E402
+from engine.query.masking import MaskParams, query_stft, separate_segments, unet_source_prior  # noqa: E402
 
 STEMS = ("drums", "bass", "other", "vocals")
 SEEDS = tuple(range(4100, 4112))
@@ -149,38 +151,47 @@ class Runner:
         q, _ = prepare_query(query)
         info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
         starts, probs, embs = analyse_mix(self.embedder, mix, self.params.hop_seconds)
-        return {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding}
+        prior = unet_source_prior(mix, q, self.params.stem_weight_power)  # whole mix, as the engine does
+        level = prior.window_level_db(starts, self.params.window_seconds, mix.sample_rate,
+                                      query_stft(mix.sample_rate).hop_length)
+        return {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding,
+                "level": level, "prior": prior}
 
-    def detections(self, mix: Audio, query: Audio) -> tuple[list[Segment], list[Segment], dict[str, Any]]:
+    def detections(self, mix: Audio, query: Audio) -> dict[str, Any]:
         s = self.sequences(mix, query)
-        det = detect_from_sequences(s["p"], s["c"], s["starts"], mix.duration_seconds, self.params,
-                                    s["info"].class_probability)
-        seed = seed_gating(s["p"], s["c"], s["starts"], mix.duration_seconds)
-        return det.segments, seed, {"class": s["info"].class_name, "class_p": s["info"].class_probability,
-                                    "class_gate_used": det.class_gate_used}
+        args = (s["p"], s["c"], s["starts"], mix.duration_seconds)
+        det = detect_from_sequences(*args, self.params, s["info"].class_probability, s["level"])
+        no_stem = detect_from_sequences(*args, dataclasses.replace(self.params, use_stem_gate=False),
+                                        s["info"].class_probability, s["level"])
+        return {"ours": det.segments, "ours_without_stem_gate": no_stem.segments,
+                "seed_gating": seed_gating(s["p"], s["c"], s["starts"], mix.duration_seconds),
+                "prior": s["prior"],
+                "meta": {"class": s["info"].class_name, "class_p": s["info"].class_probability,
+                         "class_gate_used": det.class_gate_used}}
+
+
+SEED_MASK = MaskParams(gamma_profile=0.25, mask_floor=0.08)  # the seed's values of the two changed defaults
 
 
 def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.ndarray) -> dict[str, Any]:
     truth = activity(target, mix.sample_rate)
     frames = truth.size
     t = time.perf_counter()
-    ours, seed, meta = run.detections(mix, query)
+    d = run.detections(mix, query)
     t_detect = time.perf_counter() - t
     oracle = clean_segments([Segment(i * FRAME, (i + 1) * FRAME) for i in np.flatnonzero(truth)],
                             mix.duration_seconds, 0.0, 0.01, 0.0)
-    t = time.perf_counter()
-    prior = unet_source_prior(mix, query)
-    t_prior = time.perf_counter() - t
-    row: dict[str, Any] = {"case": name, **meta, "true_active_fraction": round(float(truth.mean()), 3),
-                           "detect_seconds": round(t_detect, 2), "prior_seconds": round(t_prior, 2),
+    prior = d["prior"]
+    row: dict[str, Any] = {"case": name, **d["meta"], "true_active_fraction": round(float(truth.mean()), 3),
+                           "detect_seconds": round(t_detect, 2),
                            "stem_weights": {k: round(v, 3) for k, v in prior.weights.items()}}
     variants: dict[str, tuple[list[Segment], MaskParams, bool]] = {
-        "ours": (ours, run.mask, True),
-        "seed_gating": (seed, run.mask, True),
+        "ours": (d["ours"], run.mask, True),
+        "ours_without_stem_gate": (d["ours_without_stem_gate"], run.mask, True),
+        "seed_gating": (d["seed_gating"], run.mask, True),
         "oracle_segments": (oracle, run.mask, True),
-        "ours_query_only": (ours, MaskParams(prior="none"), False),
-        "ours_floor0": (ours, MaskParams(mask_floor=0.0), True),
-        "ours_gamma0": (ours, MaskParams(gamma_profile=0.0), True),
+        "oracle_seed_mask_values": (oracle, SEED_MASK, True),
+        "ours_query_only": (d["ours"], MaskParams(prior="none"), False),
     }
     for key, (segs, mp, use_prior) in variants.items():
         row[f"{key}_f1"] = round(f1(truth, predicted(segs, frames)), 4)
@@ -194,11 +205,16 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
     return row
 
 
+ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating")
+
+
 def absent_case(run: Runner, name: str, mix: Audio, query: Audio) -> dict[str, Any]:
-    ours, seed, meta = run.detections(mix, query)
-    return {"case": name, **meta, "ours_segments": len(ours), "seed_segments": len(seed),
-            "ours_seconds_flagged": round(sum(s.duration for s in ours), 2),
-            "seed_seconds_flagged": round(sum(s.duration for s in seed), 2)}
+    d = run.detections(mix, query)
+    row: dict[str, Any] = {"case": name, **d["meta"]}
+    for k in ABSENT_KEYS:
+        row[f"{k}_segments"] = len(d[k])
+        row[f"{k}_seconds_flagged"] = round(sum(s.duration for s in d[k]), 2)
+    return row
 
 
 def real_cases() -> list[tuple[str, dict[str, np.ndarray], int]]:
@@ -213,6 +229,11 @@ def _mean(rows: list[dict[str, Any]], key: str) -> float:
     vals = [r[key] for r in rows if key in r]
     vals = [max(v, -30.0) if isinstance(v, float) else v for v in vals]  # −inf (nothing found) counts as −30 dB
     return round(float(np.mean(vals)), 3) if vals else float("nan")
+
+
+def _median(rows: list[dict[str, Any]], key: str) -> float:
+    vals = [max(r[key], -30.0) for r in rows if key in r]
+    return round(float(np.median(vals)), 3) if vals else float("nan")
 
 
 def speed(songs: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
@@ -273,19 +294,19 @@ def main() -> None:
             query = Audio(loudest_excerpt(stems[stem], rate), rate)
             present.append(present_case(run, f"{name}/{stem}", mix, query, stems[stem]))
             print(present[-1], flush=True)
-    keys = ["ours", "seed_gating", "oracle_segments", "ours_query_only", "ours_floor0", "ours_gamma0"]
-    summary = {k: {"f1": _mean(present, f"{k}_f1"), "si_sdr_db": _mean(present, f"{k}_si_sdr")} for k in keys}
+    keys = ["ours", "ours_without_stem_gate", "seed_gating", "oracle_segments", "oracle_seed_mask_values",
+            "ours_query_only"]
+    summary = {k: {"f1": _mean(present, f"{k}_f1"), "si_sdr_db": _mean(present, f"{k}_si_sdr"),
+                   "si_sdr_median_db": _median(present, f"{k}_si_sdr")} for k in keys}
     per_stem = {s: {k: {"f1": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_f1"),
                         "si_sdr_db": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_si_sdr")}
                     for k in ("ours", "seed_gating", "oracle_segments")} for s in STEMS}
-    false_alarm = {
-        "ours": round(float(np.mean([r["ours_segments"] > 0 for r in absent])), 3) if absent else None,
-        "seed_gating": round(float(np.mean([r["seed_segments"] > 0 for r in absent])), 3) if absent else None,
-        "ours_seconds_flagged_mean": _mean(absent, "ours_seconds_flagged"),
-        "seed_seconds_flagged_mean": _mean(absent, "seed_seconds_flagged"),
-    }
+    false_alarm: dict[str, Any] = {}
+    for k in ABSENT_KEYS:
+        false_alarm[k] = round(float(np.mean([r[f"{k}_segments"] > 0 for r in absent])), 3) if absent else None
+        false_alarm[f"{k}_seconds_flagged_mean"] = _mean(absent, f"{k}_seconds_flagged")
     print()
-    print(table([{"method": k, **v} for k, v in summary.items()], ["method", "f1", "si_sdr_db"]))
+    print(table([{"method": k, **v} for k, v in summary.items()], ["method", "f1", "si_sdr_db", "si_sdr_median_db"]))
     print()
     print(table([{"stem": s, **{f"{k}_{m}": v[k][m] for k in v for m in ("f1", "si_sdr_db")}} for s, v in per_stem.items()],
                 ["stem", "ours_f1", "ours_si_sdr_db", "seed_gating_f1", "seed_gating_si_sdr_db",

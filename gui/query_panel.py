@@ -48,6 +48,7 @@ from gui.views import format_time
 
 #: Parameters shown under "Detection" (the rest go under "Separation").
 DETECTION_KEYS = ("hop_seconds", "class_threshold", "cosine_threshold", "use_class_gate", "use_cosine_gate",
+                  "listen", "use_stem_gate", "stem_threshold_db", "stem_hysteresis_db",
                   "hysteresis", "percentile", "class_weight", "smoothing_windows", "min_duration_ms",
                   "merge_gap_ms", "padding_ms")
 SEGMENT_BRUSH = (120, 220, 140, 55)
@@ -66,6 +67,7 @@ class QueryPanel(QDockWidget):
         self.query: Audio | None = None
         self.query_label_text = ""
         self.detection: Detection | None = None
+        self._detected_inputs: tuple[Audio | None, Audio | None] = (None, None)
         self.segments: list[Segment] = []
         self.job: Job | None = None
         self._items: list[list[pg.LinearRegionItem]] = []  # per segment: one region per mix view
@@ -247,6 +249,7 @@ class QueryPanel(QDockWidget):
             self.job = None
             det: Detection = job.result
             self.detection = det
+            self._detected_inputs = (mix, query)
             self.set_segments(list(det.segments))
             q = det.query
             what = f"{q.class_name}, p = {q.class_probability:.2f}" if q is not None else ""
@@ -255,7 +258,7 @@ class QueryPanel(QDockWidget):
                 self._say(f"Found {len(det.segments)} segment{'s' if len(det.segments) != 1 else ''} "
                           f"({what}) in {det.seconds.get('detect', 0.0):.1f} s." + (f" {notes}" if notes else ""))
             else:
-                self._say(f"Not found: no part of the mix passes both gates ({what})." + (f" {notes}" if notes else ""))
+                self._say(f"Not found: no part of the mix passes the gates ({what})." + (f" {notes}" if notes else ""))
             self.progress_bar.setValue(1000)
             self._update_enabled()
 
@@ -371,11 +374,16 @@ class QueryPanel(QDockWidget):
             return self.job
         values = self.values()
         separator = self.separator
+        det = self.detection
+        # the detection's whole-mix U-Net prior, if it was made for this mix, query and routing
+        same = (det is not None and self._detected_inputs[0] is mix and self._detected_inputs[1] is query
+                and det.params.stem_weight_power == values.get("stem_weight_power"))
+        prior = det.prior if same and det is not None else None
 
         def work(ctx: JobContext) -> tuple[Any, Any]:
             result = separator.separate_segments(mix, query, segments, values,
                                                  progress=lambda f, m: ctx.progress(0.9 * f, m),
-                                                 cancel=ctx.cancel_token)
+                                                 cancel=ctx.cancel_token, prior=prior)
             return result, prepare_for_lanes(result, ctx, 0.9)
 
         def done(job: Job) -> None:

@@ -4,12 +4,16 @@ Pipeline (seed 002, with its flaws fixed)::
 
     query (1–3 s) ─▶ 16 kHz mono ─▶ AST windows ─▶ mean class probabilities p_q (K,), embedding e_q (E,)
                                               top class k = argmax p_q
-    mix (any rate, channels, length) ─▶ 16 kHz mono ─▶ AST windows (1.0 s, hop 0.5 s)
+    query ─▶ 4-stem U-Net ─▶ its energy share per stem ─▶ routing weights w_s (engine.query.masking)
+    mix (any rate, channels, length) ─▶ 4-stem U-Net masks M_s, routed: M = Σ w_s M_s
+          L(t) = share of window t's power in M·mix (dB)          ── the stem gate's value
+          the routed estimate M·mix (mono) ─▶ 16 kHz ─▶ AST windows (1.0 s, hop 0.5 s)
           p(t) = P(class k present in window t)   (sigmoid, absolute: no min-max normalisation)
           c(t) = cos(e_q, e(t))
-    smoothing (Gaussian, σ in windows) ─▶ class gate p ≥ class_threshold AND cosine gate c ≥ cosine_threshold
-    hysteresis: a run of windows passing the gates lowered by ``hysteresis`` is kept if it holds
-          at least one window passing the full gates
+    smoothing (Gaussian, σ in windows) ─▶ class gate p ≥ class_threshold AND cosine gate
+          c ≥ cosine_threshold AND stem gate L ≥ stem_threshold_db
+    hysteresis: a run of windows passing the gates lowered by ``hysteresis`` (and
+          ``stem_hysteresis_db``) is kept if it holds at least one window passing the full gates
     optional relative gate: full-gate windows must also reach the ``percentile`` of the scores of
           the windows that pass the gates (never of all windows, so it cannot create detections)
     windows → time: window t decides for its centre hop ``[start + (W − hop)/2, start + (W + hop)/2)``
@@ -17,8 +21,15 @@ Pipeline (seed 002, with its flaws fixed)::
 
 Why the seed fired on absent targets: it min-max normalised the class probability over the clip
 and took its 92nd percentile, so the top ~8 % of windows always passed; its cosine gate flag was
-never applied. Here both gates are absolute and both are applied, so a mix without the query's
+never applied. Here every gate is absolute and all are applied, so a mix without the query's
 sound yields no segments ("not found").
+
+Why the U-Net: the AST (trained here, small) hears a quiet bass line or a pad under a full mix
+poorly, and its class and embedding drift with whatever else plays. The U-Net says how much of
+each window belongs to the query's stem, and listening to the routed estimate instead of the
+mix (``listen="stem"``) takes most of the other instruments away before the AST compares it
+with the query. The same whole-mix U-Net pass is the separation's prior
+(:attr:`Detection.prior`), so it is computed once.
 
 A window's **score** is ``class_weight·p + (1 − class_weight)·c`` (both in [0, 1] for the gated
 windows); a segment's score is the mean score of its windows.
@@ -43,6 +54,7 @@ from engine.errors import InputError
 
 if TYPE_CHECKING:
     from engine.models.ast import QueryEmbedder
+    from engine.query.masking import SourcePrior
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -54,6 +66,9 @@ QUERY_MAX_SECONDS = 3.0
 QUERY_SILENCE_DB = -60.0
 #: Hop between the query's own analysis windows (s): a 1-s query still gets several views.
 QUERY_HOP_SECONDS = 0.25
+#: Mixes up to this long (s) keep the stem gate's whole-mix U-Net mask for the separation
+#: (float16, ~80 MB for 4 minutes of stereo); longer ones recompute it around the segments.
+KEEP_PRIOR_SECONDS = 20 * 60.0
 
 
 @dataclass(frozen=True)
@@ -71,8 +86,15 @@ class DetectionParams:
         hysteresis: how far both gates are lowered to extend a run around its full-gate windows.
         percentile: optional relative gate among the gated windows (0 = off).
         class_weight: weight of the class probability in the score (the rest: cosine).
-        smoothing_windows: Gaussian σ (windows) applied to p and c before gating (0 = off).
+        smoothing_windows: Gaussian σ (windows) applied to p, c and the stem level before
+            gating (0 = off).
         min_duration_ms, merge_gap_ms, padding_ms: segment clean-up.
+        listen: what the AST hears: ``"stem"`` the U-Net's estimate of the query's stem(s) (the
+            mix with the routed prior mask applied: other instruments mostly gone) or ``"mix"``.
+        use_stem_gate: apply the stem gate: the shipped 4-stem U-Net routed by the query (as the
+            mask's prior) must put at least ``stem_threshold_db`` of a window's power in the
+            query's stem(s); lowered by ``stem_hysteresis_db`` to extend a run.
+        stem_weight_power: sharpness of the routing (as :class:`engine.query.MaskParams`').
     """
 
     window_seconds: float = 1.0
@@ -88,6 +110,11 @@ class DetectionParams:
     min_duration_ms: float = 500.0
     merge_gap_ms: float = 200.0
     padding_ms: float = 50.0
+    listen: str = "stem"
+    use_stem_gate: bool = True
+    stem_threshold_db: float = -14.0
+    stem_hysteresis_db: float = 3.0
+    stem_weight_power: float = 4.0
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -154,6 +181,9 @@ class Detection:
         params: the settings used; class_gate_used: False when the query's own class was too
             uncertain to gate on (see :func:`detect_from_sequences`).
         seconds: timings.
+        stem_level_db: ``(N,)`` the routed stem's share of each window's power (dB, after
+            smoothing), None without the stem gate.
+        prior: the U-Net prior computed for the stem gate (whole mix), reused by the separation.
     """
 
     segments: list[Segment]
@@ -167,6 +197,8 @@ class Detection:
     query: QueryInfo | None = None
     class_gate_used: bool = True
     seconds: dict[str, float] = field(default_factory=dict)
+    stem_level_db: np.ndarray | None = None
+    prior: SourcePrior | None = None
 
     @property
     def found(self) -> bool:
@@ -347,6 +379,7 @@ def detect_from_sequences(
     duration_seconds: float,
     params: DetectionParams,
     query_class_probability: float = 1.0,
+    stem_level_db: np.ndarray | None = None,
 ) -> Detection:
     """The gating, hysteresis and segment clean-up on per-window sequences.
 
@@ -359,6 +392,8 @@ def detect_from_sequences(
         query_class_probability: the query's own probability of its top class; below
             ``params.class_threshold`` the class is too uncertain to gate on (a sound outside the
             model's classes), and only the cosine gate applies.
+        stem_level_db: ``(N,)`` routed stem level per window (dB) for the stem gate; None (or
+            ``params.use_stem_gate`` False) skips that gate.
 
     Returns:
         :class:`Detection` (segments empty when nothing passes the gates).
@@ -378,6 +413,12 @@ def detect_from_sequences(
     if use_cos:
         full &= c >= params.cosine_threshold
         low &= c >= params.cosine_threshold - h
+    level: np.ndarray | None = None
+    if stem_level_db is not None:
+        level = gaussian_smooth(np.asarray(stem_level_db, dtype=np.float64), params.smoothing_windows)
+        if params.use_stem_gate:
+            full &= level >= params.stem_threshold_db
+            low &= level >= params.stem_threshold_db - params.stem_hysteresis_db
     if params.percentile > 0 and full.any():
         full &= score >= np.percentile(score[full], params.percentile)
     active = hysteresis_runs(full, low)
@@ -387,7 +428,8 @@ def detect_from_sequences(
                               params.merge_gap_ms / 1000.0, params.padding_ms / 1000.0)
     return Detection(segments, np.asarray(window_starts, dtype=np.float64), p.astype(np.float32),
                      c.astype(np.float32), score.astype(np.float32), active, float(duration_seconds),
-                     params, class_gate_used=use_class)
+                     params, class_gate_used=use_class,
+                     stem_level_db=None if level is None else level.astype(np.float32))
 
 
 def seed_gating(
@@ -469,18 +511,22 @@ def detect_segments(
     query_path: str | Path | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
+    models_dir: str | None = None,
 ) -> Detection:
     """Find where ``query`` plays in ``mix``.
 
     Args:
-        mix: the mix, any rate/channels/length (analysed at 16 kHz mono).
+        mix: the mix, any rate/channels/length (the AST listens at 16 kHz mono; the stem gate's
+            U-Net at its own rate).
         query: the query clip (1–3 s; longer is trimmed to its loudest 3 s with a note).
         params: detection settings (defaults: :class:`DetectionParams`).
         embedder: a loaded AST (default: the shipped weights on ``device``).
         query_path: named in errors about the query.
+        models_dir: where the U-Net's weights are (default: the shipped ones).
 
     Returns:
-        :class:`Detection`; times are seconds on the mix's timeline.
+        :class:`Detection`; times are seconds on the mix's timeline. With the stem gate it
+        carries the whole-mix U-Net prior (``prior``), which the separation reuses.
 
     Raises:
         InputError: bad query (too short, silent), missing or tampered weights.
@@ -499,16 +545,52 @@ def detect_segments(
     t = time.perf_counter()
     info = describe_query(embedder, to_analysis_rate(q, rate), q.duration_seconds, notes)
     t_query = time.perf_counter() - t
+    if params.listen not in ("stem", "mix"):
+        raise InputError(f"listen must be 'stem' or 'mix', not {params.listen!r}")
+    need_prior = params.use_stem_gate or params.listen == "stem"
+    share = 0.7 if need_prior else 0.0
+    seconds = {"load_model": t_load, "embed_query": t_query}
+    prior = None
+    if need_prior:
+        from engine.query.masking import unet_source_prior
+
+        def stems(fraction: float, message: str) -> None:
+            if progress is not None:
+                progress(share * min(1.0, 2 * fraction), message)
+
+        t = time.perf_counter()
+        prior = unet_source_prior(mix, q, params.stem_weight_power, device, models_dir=models_dir,
+                                  progress=stems, cancel=cancel,
+                                  keep_mask=mix.duration_seconds <= KEEP_PRIOR_SECONDS,
+                                  estimate=params.listen == "stem")
+        seconds["unet_prior"] = time.perf_counter() - t
+
+    def listening(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(share + (1 - share) * fraction, message)
+
     t = time.perf_counter()
-    starts, probs, embs = analyse_mix(embedder, mix, params.hop_seconds, cancel, progress)
-    t_mix = time.perf_counter() - t
+    heard = mix
+    if prior is not None and prior.estimate is not None:
+        heard = Audio(prior.estimate[None], mix.sample_rate)
+        prior.estimate = None  # only the AST needs it
+    starts, probs, embs = analyse_mix(embedder, heard, params.hop_seconds, cancel, listening)
+    del heard
+    seconds["embed_mix"] = time.perf_counter() - t
+    level: np.ndarray | None = None
+    if prior is not None:
+        from engine.query.masking import query_stft
+
+        level = prior.window_level_db(starts, params.window_seconds, mix.sample_rate,
+                                      query_stft(mix.sample_rate).hop_length)
     det = detect_from_sequences(probs[:, info.class_index], embs @ info.embedding, starts,
-                                mix.duration_seconds, params, info.class_probability)
+                                mix.duration_seconds, params, info.class_probability, level)
     if not det.class_gate_used and params.use_class_gate:
         info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
                           f"{info.class_probability:.2f} < {params.class_threshold:g}): gated on "
                           "embedding similarity only")
     det.query = info
-    det.seconds = {"load_model": t_load, "embed_query": t_query, "embed_mix": t_mix,
-                   "detect": time.perf_counter() - t0}
+    det.prior = prior
+    seconds["detect"] = time.perf_counter() - t0
+    det.seconds = seconds
     return det

@@ -11,7 +11,8 @@ Schema ``unmix-query-event/1`` (every time in seconds on the mix's timeline)::
                 "probabilities": {class: p}, "notes": [str]},
       "segments": [{"start", "end", "score"}],          # time order, non-overlapping
       "windows": {"window_seconds", "hop_seconds", "start": [...], "class_probability": [...],
-                  "cosine": [...], "score": [...], "active": [...]},
+                  "cosine": [...], "score": [...], "active": [...],
+                  "stem_level_db": [...] | null},   # the stem gate's value (null: gate not run)
       "class_gate_used": bool,
       "parameters": {name: value},
       "separation": {...} | null,         # mask facts (prior, stem weights, losses, timings)
@@ -42,8 +43,12 @@ def _finite(x: float) -> float | None:
 def not_found_message(detection: Detection) -> str:
     q = detection.query
     what = f"the query ({q.class_name})" if q is not None else "the query"
-    return (f"not found: {what} does not play in the mix — no window passed the "
-            + ("class and similarity gates" if detection.class_gate_used else "similarity gate"))
+    gates = (["class"] if detection.class_gate_used else []) + (
+        ["similarity"] if detection.params.use_cosine_gate or not detection.class_gate_used else []) + (
+        ["stem"] if detection.stem_level_db is not None and detection.params.use_stem_gate else [])
+    names = gates[0] if len(gates) == 1 else ", ".join(gates[:-1]) + " and " + gates[-1]
+    return (f"not found: {what} does not play in the mix — no window passed the {names} "
+            + ("gate" if len(gates) == 1 else "gates"))
 
 
 def found_message(detection: Detection) -> str:
@@ -78,6 +83,8 @@ def build_event(detection: Detection, parameters: dict[str, Any], mix: dict[str,
             "cosine": [_finite(v) for v in detection.cosine],
             "score": [_finite(v) for v in detection.score],
             "active": [bool(v) for v in detection.active],
+            "stem_level_db": (None if detection.stem_level_db is None
+                              else [_finite(v) for v in detection.stem_level_db]),
         },
         "class_gate_used": detection.class_gate_used,
         "parameters": parameters,
@@ -107,7 +114,9 @@ def validate_event(event: dict[str, Any]) -> None:
         raise ValueError("'found' disagrees with the segments")
     w = event["windows"]
     n = len(w["start"])
-    for key in ("class_probability", "cosine", "score", "active"):
+    for key in ("class_probability", "cosine", "score", "active", "stem_level_db"):
+        if key == "stem_level_db" and w.get(key) is None:
+            continue
         if len(w[key]) != n:
             raise ValueError(f"windows.{key} has {len(w[key])} values for {n} windows")
 

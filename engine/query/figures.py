@@ -62,6 +62,14 @@ def timeline_figure(mix: Audio, detection: Detection, title: str = "") -> Figure
         ax2.axhline(detection.params.cosine_threshold, color="#7b1fa2", linestyle="--", linewidth=0.8)
     for s in detection.segments:
         ax2.axvspan(s.start, s.end, color=SEGMENT_COLOR, alpha=0.15, linewidth=0)
+    if detection.stem_level_db is not None:
+        ax3 = ax2.twinx()
+        ax3.plot(centres, detection.stem_level_db, color="#d9480f", linewidth=1.0, label="stem level (dB)")
+        if detection.params.use_stem_gate:
+            ax3.axhline(detection.params.stem_threshold_db, color="#d9480f", linestyle="--", linewidth=0.8)
+        ax3.set_ylim(-40.5, 0.5)
+        ax3.set_ylabel("Stem level (dB)", color="#d9480f")
+        ax3.legend(loc="upper left", fontsize=8)
     ax2.set_ylim(-0.05, 1.05)
     ax2.set_xlim(0, max(detection.duration_seconds, 1e-3))
     ax2.set_xlabel("Time (s)")

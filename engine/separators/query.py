@@ -25,7 +25,7 @@ from engine.query.detection import (
     prepare_query,
     query_from_region,
 )
-from engine.query.masking import MaskParams, query_stft, separate_segments
+from engine.query.masking import MaskParams, SourcePrior, query_stft, separate_segments
 from engine.separators.base import (
     CancelFn,
     Parameter,
@@ -38,6 +38,8 @@ from engine.separators.base import (
 
 _DETECTION = {f.name for f in dataclasses.fields(DetectionParams)} - {"window_seconds"}
 _MASK = {f.name for f in dataclasses.fields(MaskParams)} - {"padding_ms"}
+#: Share of the progress bar taken by detection (AST + the stem gate's U-Net pass).
+_DETECT_SHARE = 0.6
 
 
 def detection_params(values: dict[str, Any]) -> DetectionParams:
@@ -86,18 +88,27 @@ class QuerySeparator(Separator):
         Parameter("merge_gap_ms", 200.0, "Merge segments closer than this.", minimum=0.0, maximum=60000.0, unit="ms"),
         Parameter("padding_ms", 50.0, "Extend each segment by this much each side (the mask fades in "
                   "and out over it).", minimum=0.0, maximum=5000.0, unit="ms"),
+        Parameter("listen", "stem", "What the AST listens to: 'stem' the U-Net's estimate of the query's "
+                  "stem(s) (other instruments mostly removed), 'mix' the mix itself.",
+                  kind="choice", choices=("stem", "mix")),
+        Parameter("use_stem_gate", True, "Stem gate: the 4-stem U-Net, routed by the query, must hear the "
+                  "query's stem in a window (absent sounds give no segments).", kind="bool"),
+        Parameter("stem_threshold_db", -14.0, "Stem gate: the least share of a window's power the "
+                  "routed stem must hold.", minimum=-60.0, maximum=0.0, unit="dB"),
+        Parameter("stem_hysteresis_db", 3.0, "How far the stem gate is lowered to extend a segment.",
+                  minimum=0.0, maximum=30.0, unit="dB"),
         Parameter("prior", "unet", "Mask source: 'unet' routes the 4-stem U-Net's masks by the query "
                   "(best on music); 'none' uses the query's own spectra only (any sound).",
                   kind="choice", choices=("unet", "none")),
         Parameter("stem_weight_power", 4.0, "Sharpness of the routing of the query onto the U-Net's "
                   "stems (higher: pick the dominant stem).", minimum=1.0, maximum=64.0),
-        Parameter("gamma_profile", 0.25, "Weight of the query-only spectral mask against the prior "
+        Parameter("gamma_profile", 0.5, "Weight of the query-only spectral mask against the prior "
                   "(geometric; 0: the prior alone).", minimum=0.0, maximum=1.0),
         Parameter("opt_steps", 18, "Mask optimisation steps (Adam).", kind="int", minimum=0, maximum=500),
         Parameter("lr", 0.28, "Optimisation learning rate (on mask logits).", minimum=0.0, maximum=10.0),
         Parameter("lambda_tv", 0.008, "Total-variation weight (smoother masks).", minimum=0.0, maximum=10.0),
         Parameter("lambda_sat", 0.001, "Saturation weight (masks nearer 0 or 1).", minimum=0.0, maximum=10.0),
-        Parameter("mask_floor", 0.08, "Lowest mask value inside the segments (keeps some of the mix "
+        Parameter("mask_floor", 0.0, "Lowest mask value inside the segments (keeps some of the mix "
                   "in the target; 0: none).",
                   minimum=0.0, maximum=1.0),
         Parameter("blur", 0.1, "Blur applied to the mask after each optimisation step (0–1).",
@@ -125,24 +136,26 @@ class QuerySeparator(Separator):
 
         def first(fraction: float, message: str) -> None:
             if progress is not None:
-                progress(0.3 * fraction, message)
+                progress(_DETECT_SHARE * fraction, message)
 
         detection = detect_segments(mix, clip, detection_params(params), device=str(device),
                                     progress=first, cancel=cancel)
-        result = self.separate_detected(mix, clip, detection.segments, params, device, progress, cancel)
+        result = self.separate_detected(mix, clip, detection.segments, params, device, progress, cancel,
+                                        prior=detection.prior)
         result.info["detection"] = detection
         result.info["found"] = detection.found
         return result
 
     def separate_detected(self, mix: Audio, query: Audio, segments: list[Segment], params: dict[str, Any],
                           device: torch.device, progress: ProgressFn | None = None,
-                          cancel: CancelFn | None = None) -> SeparationResult:
-        """The separation step alone, from a given (possibly user-edited) segment list."""
+                          cancel: CancelFn | None = None, prior: SourcePrior | None = None) -> SeparationResult:
+        """The separation step alone, from a given (possibly user-edited) segment list;
+        ``prior``: the detection's whole-mix U-Net prior, when it has one (else computed here)."""
         clip, _ = prepare_query(query)
 
         def second(fraction: float, message: str) -> None:
             if progress is not None:
-                progress(0.3 + 0.7 * fraction, message)
+                progress(_DETECT_SHARE + (1 - _DETECT_SHARE) * fraction, message)
 
         cfg = query_stft(mix.sample_rate)
         if not segments:
@@ -155,20 +168,23 @@ class QuerySeparator(Separator):
                                      "residual": Audio(mix.samples.copy(), mix.sample_rate)},
                                     masks, cfg, info={"found": False})
         out = separate_segments(mix, clip, segments, mask_params(params), device,
-                                return_masks=bool(params.get("masks", True)), progress=second, cancel=cancel)
+                                return_masks=bool(params.get("masks", True)), prior=prior,
+                                progress=second, cancel=cancel)
         return SeparationResult({"target": out.target, "residual": out.residual}, out.masks, out.stft,
                                 info={"found": True, "separation": out.info})
 
     def separate_segments(self, mix: Audio, query: Audio, segments: list[Segment],
                           parameters: dict[str, Any] | None = None, device: str = "auto",
-                          progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> SeparationResult:
-        """Public entry for the edit-then-separate flow (segments from the user)."""
+                          progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                          prior: SourcePrior | None = None) -> SeparationResult:
+        """Public entry for the edit-then-separate flow (segments from the user); ``prior``: the
+        detection's (:attr:`Detection.prior`) for the same mix and query, to skip recomputing it."""
         import time
 
         values = self.resolve_parameters(parameters)
         dev = resolve_device(device)
         t0 = time.perf_counter()
-        result = self.separate_detected(mix, query, segments, values, dev, progress, cancel)
+        result = self.separate_detected(mix, query, segments, values, dev, progress, cancel, prior=prior)
         result.engine, result.parameters = self.name, values
         result.seconds, result.device = time.perf_counter() - t0, str(dev)
         return result

@@ -76,7 +76,8 @@ def test_found_writes_stems_event_figures_and_metrics(files: dict[str, Path], tm
     out = tmp_path / "o"
     r = _run("separate", "--mix", str(files["mix"]), "--query", str(files["query"]), "--engine", "query",
              "--out", str(out), "--bit-depth", "float", "--references", str(files["refs"]),
-             "--param", "cosine_threshold=-1", "--param", "use_class_gate=false", "--param", "prior=none")
+             "--param", "cosine_threshold=-1", "--param", "use_class_gate=false", "--param", "prior=none",
+             "--param", "use_stem_gate=false")
     assert r.returncode == 0, r.stderr
     assert "found 1 segment" in r.stdout and "SI-SDR" in r.stdout
     ev = json.loads((out / "event.json").read_text())

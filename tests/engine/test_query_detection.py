@@ -242,3 +242,58 @@ def test_event_json_schema_round_trip(tmp_path: Path) -> None:
         validate_event(bad)
     with pytest.raises(ValueError):
         validate_event({k: v for k, v in ev.items() if k != "windows"})
+
+
+# ----------------------------------------------------------------------------------------------
+# The stem gate
+# ----------------------------------------------------------------------------------------------
+
+
+def test_stem_gate_removes_windows_whose_stem_is_quiet() -> None:
+    """Class and cosine pass everywhere (a sound the AST confuses with the query), but the
+    routed stem holds power only in windows 20–40: only those are found."""
+    n = 100
+    p, c, starts, dur = _sequences(n, [(0, n)])
+    level = np.full(n, -30.0)
+    level[20:40] = -6.0
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    det = detect_from_sequences(p, c, starts, dur, params, stem_level_db=level)
+    assert [(s.start, s.end) for s in det.segments] == [_expected(20, 40, n, dur)]
+    assert det.stem_level_db is not None and det.stem_level_db.shape == (n,)
+    off = detect_from_sequences(p, c, starts, dur, DetectionParams(smoothing_windows=0.0, padding_ms=0.0,
+                                                                   use_stem_gate=False), stem_level_db=level)
+    assert len(off.segments) == 1 and off.segments[0].duration == pytest.approx(dur)
+    absent = detect_from_sequences(p, c, starts, dur, params, stem_level_db=np.full(n, -25.0))
+    assert not absent.found
+
+
+def test_stem_gate_hysteresis_extends_runs_but_never_starts_them() -> None:
+    n = 60
+    p, c, starts, dur = _sequences(n, [(0, n)])
+    level = np.full(n, -30.0)
+    level[10:20] = -16.0  # within the hysteresis band (−14 − 3 dB) around a passing run
+    level[20:25] = -8.0
+    level[40:50] = -16.0  # same band, no passing window: not a segment
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    det = detect_from_sequences(p, c, starts, dur, params, stem_level_db=level)
+    assert [(s.start, s.end) for s in det.segments] == [_expected(10, 25, n, dur)]
+
+
+def test_window_level_db_measures_the_routed_share_per_window() -> None:
+    from engine.query.masking import SourcePrior
+
+    rate, hop = 1000, 100  # frames every 0.1 s
+    frames = 50
+    energy = np.ones(frames)
+    routed = np.full(frames, 0.01)  # −20 dB
+    routed[10:20] = 0.5  # −3 dB in 1.0–2.0 s
+    covered = np.ones(frames, bool)
+    covered[40:] = False
+    prior = SourcePrior(None, {"vocals": 1.0}, {"vocals": 1.0}, 0.0, energy, routed, covered)
+    lv = prior.window_level_db(np.array([0.0, 1.0, 0.5, 4.0]), 1.0, rate, hop)
+    assert lv[0] == pytest.approx(-20.0, abs=1e-6)
+    assert lv[1] == pytest.approx(10 * np.log10(0.5), abs=1e-6)
+    assert lv[2] == pytest.approx(10 * np.log10((5 * 0.01 + 5 * 0.5) / 10), abs=1e-6)
+    assert lv[3] == -100.0  # frames the U-Net has not seen
+    silent = SourcePrior(None, {}, {}, 0.0, np.zeros(frames), np.zeros(frames), covered)
+    assert np.all(silent.window_level_db(np.array([0.0]), 1.0, rate, hop) == -100.0)

@@ -17,6 +17,7 @@ from engine.query.masking import (
     separate_segments,
 )
 from engine.separators.base import get_separator
+from engine.spectral import istft, stft
 
 RATE = 22050
 
@@ -112,6 +113,63 @@ def test_separator_with_user_segments_and_unet_prior(scene: tuple[Audio, Audio, 
     assert res.info["separation"]["prior"] == "unet"
     assert abs(sum(res.info["separation"]["stem_weights"].values()) - 1) < 1e-3
     assert res.masks["target"].shape[0] == 2
+
+
+def test_a_whole_mix_prior_is_reused_not_recomputed(scene: tuple[Audio, Audio, np.ndarray, list[Segment]],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The detector's whole-mix prior (kept mask) is used as is; one without its mask (a very
+    long mix) is recomputed around the segments."""
+    import engine.query.masking as masking
+
+    mix, query, _, segs = scene
+    whole = masking.unet_source_prior(mix, query)
+    assert whole.mask is not None and whole.covered is not None and whole.covered.all()
+    light = masking.unet_source_prior(mix, query, keep_mask=False)
+    assert light.mask is None and light.frame_energy is not None
+    assert np.allclose(light.routed_energy, whole.routed_energy)
+    calls: list[int] = []
+    real = masking.unet_source_prior
+
+    def counting(*a: object, **k: object) -> masking.SourcePrior:
+        calls.append(1)
+        return real(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(masking, "unet_source_prior", counting)
+    sep = get_separator("query")
+    res = sep.separate_segments(mix, query, segs, {"opt_steps": 2}, device="cpu", prior=whole)  # type: ignore[attr-defined]
+    assert not calls and res.sum_error_db(mix) <= -100
+    direct = separate_segments(mix, query, segs, MaskParams(opt_steps=2), prior=whole, return_masks=False)
+    assert np.array_equal(direct.target.samples, res.stems["target"].samples)
+    sep.separate_segments(mix, query, segs, {"opt_steps": 2}, device="cpu", prior=light)  # type: ignore[attr-defined]
+    assert len(calls) == 1
+
+
+def test_prior_in_pieces_matches_one_pass(scene: tuple[Audio, Audio, np.ndarray, list[Segment]],
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long mixes run the U-Net in pieces with context: every frame is covered once, the frame
+    energies are the one-pass STFT's exactly, and the masks stay close (each piece's level is
+    set by its own audio)."""
+    import engine.query.masking as masking
+
+    mix, query, _, _ = scene
+    whole = masking.unet_source_prior(mix, query, estimate=True)
+    monkeypatch.setattr(masking, "PRIOR_PIECE_SECONDS", 2.5)
+    pieces = masking.unet_source_prior(mix, query, estimate=True)
+    assert pieces.covered is not None and pieces.covered.all()
+    # the routed estimate: the mono mix through the routed mask, rendered piece by piece
+    assert whole.estimate is not None and pieces.estimate is not None
+    assert whole.estimate.shape == (mix.frames,) and pieces.estimate.shape == (mix.frames,)
+    assert whole.mask is not None
+    m = torch.from_numpy(whole.mask.astype(np.float32).mean(axis=0))
+    spec = stft(torch.from_numpy(mix.mono()), query_stft(RATE))
+    expected = istft(spec * m, mix.frames, query_stft(RATE)).numpy()
+    assert np.allclose(whole.estimate, expected, atol=1e-4)
+    err = float(np.sum((pieces.estimate - whole.estimate) ** 2) / np.sum(whole.estimate**2))
+    assert err < 10 ** (-15 / 10)
+    assert pieces.mask is not None and whole.mask is not None and pieces.mask.shape == whole.mask.shape
+    assert np.allclose(pieces.frame_energy, whole.frame_energy, rtol=1e-4, atol=1e-6)  # type: ignore[arg-type]
+    diff = np.abs(pieces.mask.astype(np.float32) - whole.mask.astype(np.float32))
+    assert float(diff.mean()) < 0.03
 
 
 def test_separator_requires_a_query(scene: tuple[Audio, Audio, np.ndarray, list[Segment]]) -> None:

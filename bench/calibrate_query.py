@@ -1,0 +1,261 @@
+"""Calibrate the query detector's gates on held-out synthesized songs (not the benchmark's).
+
+The detector (:mod:`engine.query.detection`) gates each 1-s window on three absolute values: the
+AST's probability of the query's class ``p``, the cosine similarity of window and query
+embeddings ``c``, and the stem level ``L`` (the share of the window's power that the 4-stem
+U-Net, routed by the query, puts in the query's stem(s), dB). This script measures them on
+cases built like bench/bench_query.py's but from other songs, with varied section times and
+query lengths:
+
+* **present** — one stem plays only in two random sections (the rest throughout); the query is
+  its loudest 1.5–3 s in the first section. Half the songs also get a case with the stem
+  playing throughout.
+* **absent** — that query searched in the next song's mix without the stem.
+* **swapped** — an "other" query searched in its own song with the "other" stem replaced by the
+  next song's (same stem, different instruments: the class and cosine gates must tell them
+  apart, the stem gate cannot).
+
+Then it searches a grid (what the AST listens to, and the thresholds) with the engine's own
+gating (:func:`engine.query.detection.detect_from_sequences`: smoothing, hysteresis, clean-up)
+for the best mean segment F1 on the present cases with at most ``--max-false`` of the absent
+cases firing, on the calibration songs (seeds ``CAL_SEEDS``), and reports the chosen setting,
+and the one with the fewest absent firings, on separate validation songs (``VAL_SEEDS``). Neither range meets the benchmark's songs (4100–4111), the AST's training
+songs (10000+) or the U-Net's (0–159, 1 000 000+).
+
+    .venv/bin/python bench/calibrate_query.py [--songs 24] [--val-songs 12]
+
+Features are cached in ``tmp/query_calibration/`` (delete it to recompute); results go to
+``bench/results/query_calibration.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from bench.common import table, write_results  # noqa: E402
+from engine.audio import Audio  # noqa: E402
+from engine.models.ast import QueryEmbedder, load_query_embedder  # noqa: E402
+from engine.query.detection import (  # noqa: E402
+    DetectionParams,
+    analyse_mix,
+    describe_query,
+    detect_from_sequences,
+    prepare_query,
+    to_analysis_rate,
+)
+from engine.query.masking import query_stft, unet_source_prior  # noqa: E402
+
+STEMS = ("drums", "bass", "other", "vocals")
+RATE = 44100
+SONG_SECONDS = 30.0
+CAL_SEEDS = range(6001, 6100)
+VAL_SEEDS = range(6100, 6200)
+CACHE = REPO / "tmp" / "query_calibration"
+ACTIVE_DB = -40.0
+
+
+def song(seed: int) -> dict[str, np.ndarray]:
+    from engine.synth.song import synthesize_song
+
+    path = CACHE / "songs" / f"s{seed}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        s = synthesize_song(seed, SONG_SECONDS, RATE)
+        np.savez(path, **{k: v.samples for k, v in s.stems.items()})
+    d = np.load(path)
+    return {k: d[k] for k in STEMS}
+
+
+def gate(stem: np.ndarray, sections: tuple[tuple[float, float], ...]) -> np.ndarray:
+    t = np.arange(stem.shape[-1]) / RATE
+    g = np.zeros_like(t)
+    for a, b in sections:
+        rise, fall = np.clip((t - a) / 0.02, 0, 1), np.clip((b - t) / 0.02, 0, 1)
+        g = np.maximum(g, np.minimum(0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall)))
+    return (stem * g[None]).astype(np.float32)
+
+
+def loudest(stem: np.ndarray, seconds: float, within: tuple[float, float]) -> np.ndarray:
+    e = np.square(stem.astype(np.float64)).sum(0)
+    n = int(seconds * RATE)
+    lo, hi = int(within[0] * RATE), int(within[1] * RATE)
+    cs = np.concatenate([[0.0], np.cumsum(e)])
+    starts = np.arange(lo, max(lo + 1, hi - n + 1), RATE // 4)
+    b = int(starts[np.argmax(cs[starts + n] - cs[starts])])
+    return np.ascontiguousarray(stem[:, b : b + n])
+
+
+def window_truth(target: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
+    """Per window: the target active in its centre hop (RMS within 40 dB of its loudest 0.5 s)."""
+    if target is None:
+        return np.zeros(starts.size, bool)
+    x = target.mean(0).astype(np.float64)
+    n = RATE // 2
+    k = x.size // n
+    ref = np.sqrt(np.mean(x[: k * n].reshape(k, n) ** 2, axis=1)).max() + 1e-30
+    out = np.zeros(starts.size, bool)
+    for i, s in enumerate(starts):
+        a = int((s + 0.25) * RATE)
+        seg = x[a : a + n]
+        out[i] = seg.size > 0 and 20 * np.log10(np.sqrt(np.mean(seg**2)) / ref + 1e-30) > ACTIVE_DB
+    return out
+
+
+def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
+             target: np.ndarray | None) -> dict[str, Any]:
+    mix, query = Audio(mix_np.astype(np.float32), RATE), Audio(query_np, RATE)
+    q, _ = prepare_query(query)
+    info = describe_query(emb, to_analysis_rate(q, 16000), q.duration_seconds, [])
+    starts, probs, embs = analyse_mix(emb, mix, 0.5)
+    prior = unet_source_prior(mix, q, keep_mask=False, estimate=True)
+    level = prior.window_level_db(starts, 1.0, RATE, query_stft(RATE).hop_length)
+    assert prior.estimate is not None
+    _, probs_s, embs_s = analyse_mix(emb, Audio(prior.estimate[None], RATE), 0.5)
+    return {"starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding, "level": level,
+            "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
+            "query_p": info.class_probability, "class": info.class_name, "truth": window_truth(target, starts),
+            "duration": mix.duration_seconds}
+
+
+def collect(emb: QueryEmbedder, seeds: list[int], tag: str) -> list[dict[str, Any]]:
+    path = CACHE / f"{tag}_{seeds[0]}_{len(seeds)}.npy"
+    if path.exists():
+        return list(np.load(path, allow_pickle=True))
+    rng = np.random.default_rng(seeds[0])
+    songs = {s: song(s) for s in seeds}
+    rows: list[dict[str, Any]] = []
+    for i, sd in enumerate(seeds):
+        st, nxt = songs[sd], seeds[(i + 1) % len(seeds)]
+        for stem in STEMS:
+            a1 = rng.uniform(1, 6)
+            b1 = a1 + rng.uniform(4, 9)
+            a2 = b1 + rng.uniform(3, 6)
+            b2 = min(SONG_SECONDS - 1, a2 + rng.uniform(4, 9))
+            sections = ((a1, b1), (a2, b2))
+            query = loudest(st[stem], float(rng.uniform(1.5, 3.0)), sections[0])
+            target = gate(st[stem], sections)
+            rest = sum(st[s] for s in STEMS if s != stem)
+            rows.append({"case": f"{sd}/{stem}/gated", "kind": "present", "stem": stem,
+                         **features(emb, rest + target, query, target)})
+            if rng.random() < 0.5:
+                rows.append({"case": f"{sd}/{stem}/throughout", "kind": "present", "stem": stem,
+                             **features(emb, rest + st[stem], query, st[stem])})
+            without = sum(songs[nxt][s] for s in STEMS if s != stem)
+            rows.append({"case": f"{sd}/{stem} in {nxt} without", "kind": "absent", "stem": stem,
+                         **features(emb, without, query, None)})
+            if stem == "other":
+                rows.append({"case": f"{sd}/other swapped for {nxt}'s", "kind": "swapped", "stem": stem,
+                             **features(emb, rest + songs[nxt]["other"], query, None)})
+            print(f"{tag} {sd}/{stem} {time.strftime('%X')}", flush=True)
+    np.save(path, np.array(rows, dtype=object), allow_pickle=True)
+    return rows
+
+
+def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, Any]:
+    """Mean F1 (present), fraction of absent / swapped cases with any segment."""
+    f1s: list[float] = []
+    fired = {"absent": [], "swapped": []}  # type: dict[str, list[bool]]
+    stem = params.listen == "stem"
+    for r in rows:
+        p, c = (r["p_stem"], r["c_stem"]) if stem else (r["p"], r["c"])
+        det = detect_from_sequences(p, c, r["starts"], r["duration"], params, r["query_p"], r["level"])
+        if r["kind"] == "present":
+            mids = r["starts"] + 0.5
+            pred = np.zeros(mids.size, bool)
+            for s in det.segments:
+                pred |= (mids >= s.start) & (mids < s.end)
+            t = r["truth"]
+            tp, fp, fn = float(np.sum(t & pred)), float(np.sum(~t & pred)), float(np.sum(t & ~pred))
+            f1s.append(1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
+        else:
+            fired[r["kind"]].append(bool(det.segments))
+    return {"f1": float(np.mean(f1s)), "absent_fired": float(np.mean(fired["absent"])) if fired["absent"] else 0.0,
+            "swapped_fired": float(np.mean(fired["swapped"])) if fired["swapped"] else 0.0}
+
+
+GRID: dict[str, list[Any]] = {
+    "listen": ["stem", "mix"],
+    "stem_threshold_db": [-18.0, -16.0, -14.0, -12.0, -10.0, -8.0],
+    "cosine_threshold": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
+    "class_threshold": [0.2, 0.3, 0.4, 0.5, 0.6],
+    "use_class_gate": [True, False],
+    "use_cosine_gate": [True, False],
+}
+
+
+def search(rows: list[dict[str, Any]], max_false: float) -> list[dict[str, Any]]:
+    """Every grid setting, best first: the highest F1 among those whose absent cases fire at
+    most ``max_false`` of the time (fewer swapped firings break ties); when none qualifies,
+    the fewest absent firings first."""
+    out = []
+    keys = list(GRID)
+    for values in itertools.product(*(GRID[k] for k in keys)):
+        setting = dict(zip(keys, values, strict=True))
+        if not setting["use_class_gate"] and setting["class_threshold"] != GRID["class_threshold"][0]:
+            continue  # the class threshold is unused then
+        res = evaluate(rows, DetectionParams(**setting))
+        out.append({**setting, **res})
+    ok = [r for r in out if r["absent_fired"] <= max_false + 1e-9]
+    if ok:
+        return sorted(ok, key=lambda r: (-round(r["f1"], 3), r["swapped_fired"], r["absent_fired"]))
+    return sorted(out, key=lambda r: (r["absent_fired"], -r["f1"]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--songs", type=int, default=24)
+    ap.add_argument("--val-songs", type=int, default=12)
+    ap.add_argument("--max-false", type=float, default=0.05, help="allowed fraction of absent cases that fire")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    emb = load_query_embedder("cpu")
+    cal = collect(emb, list(CAL_SEEDS)[: args.songs], "cal")
+    val = collect(emb, list(VAL_SEEDS)[: args.val_songs], "val")
+    ranked = search(cal, args.max_false)
+    best = ranked[0]
+    chosen = DetectionParams(**{k: best[k] for k in GRID})
+    zero = search(cal, 0.0)[0]
+    strict = DetectionParams(**{k: zero[k] for k in GRID})
+    default = DetectionParams()
+    rows = [
+        {"setting": "chosen (calibration songs)", **evaluate(cal, chosen)},
+        {"setting": "chosen (validation songs)", **evaluate(val, chosen)},
+        {"setting": "fewest absent firings (calibration)", **evaluate(cal, strict)},
+        {"setting": "fewest absent firings (validation)", **evaluate(val, strict)},
+        {"setting": "engine default (validation songs)", **evaluate(val, default)},
+        {"setting": "engine default, no stem gate, AST on the mix (validation)",
+         **evaluate(val, dataclasses.replace(default, use_stem_gate=False, listen="mix"))},
+        {"setting": "seed 002's gates made absolute (cosine 0.45, no stem gate; validation)",
+         **evaluate(val, DetectionParams(use_stem_gate=False, listen="mix", cosine_threshold=0.45))},
+    ]
+    print(table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in ranked[:10]],
+                list(ranked[0].keys())))
+    print()
+    print(table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+                ["setting", "f1", "absent_fired", "swapped_fired"]))
+    payload = {
+        "description": __doc__.split("\n\n")[0] if __doc__ else "",
+        "calibration_seeds": [int(s) for s in list(CAL_SEEDS)[: args.songs]],
+        "validation_seeds": [int(s) for s in list(VAL_SEEDS)[: args.val_songs]],
+        "cases": {"calibration": len(cal), "validation": len(val)},
+        "grid": GRID, "max_false": args.max_false, "chosen": {k: best[k] for k in GRID},
+        "fewest_absent_firings": {k: zero[k] for k in GRID},
+        "top": ranked[:10], "results": rows, "engine_default": default.to_json(),
+    }
+    print("wrote", write_results("query_calibration", payload))
+
+
+if __name__ == "__main__":
+    main()
