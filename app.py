@@ -7,9 +7,14 @@
 The engine never imports Qt; this file is where the GUI is handed to the command line.
 """
 
+import os
 import sys
 from pathlib import Path
 
+# Before torch is imported: back torch's large CPU tensors with transparent huge pages (Linux;
+# ignored elsewhere). Measured on the 2-core development VM: the 4-stem U-Net's masks for a
+# 4-minute song in 5.5 s instead of 8.5 s (bench/bench_query.py sets the same).
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.cli import main as cli_main  # noqa: E402

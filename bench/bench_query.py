@@ -14,8 +14,9 @@ frame's. Predicted: the frame's centre lies in a segment. Segment F1 over all fr
 Target SI-SDR: the target stem against the engine's target (whole song, channels concatenated).
 
 Rows: ``ours`` (the engine: absolute class, cosine and stem gates with hysteresis; U-Net prior
-routed by the query and the query's factorisation), ``ours_without_stem_gate`` (the same without
-the stem gate), ``seed_gating`` (seed 002's gating re-implemented: class probability min-max
+routed by the query and the query's factorisation), ``ours_without_stem_gate`` (the previous
+detector: the AST on the mix, class 0.6 and cosine 0.5 gates, no stem gate; our mask),
+``seed_gating`` (seed 002's gating re-implemented: class probability min-max
 normalised, 92nd percentile, cosine never applied; our mask), ``oracle_segments`` (true activity
 as segments, our mask: the mask's ceiling), ``oracle_seed_mask_values`` (true segments, the
 seed's query-profile weight 0.25 and mask floor 0.08 instead of ours), ``ours_query_only`` (our
@@ -31,12 +32,14 @@ Prints tables and writes ``bench/results/query.json``.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py does, before torch is imported
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -150,21 +153,33 @@ class Runner:
     def sequences(self, mix: Audio, query: Audio) -> dict[str, Any]:
         q, _ = prepare_query(query)
         info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
-        starts, probs, embs = analyse_mix(self.embedder, mix, self.params.hop_seconds)
-        prior = unet_source_prior(mix, q, self.params.stem_weight_power)  # whole mix, as the engine does
+        # the whole-mix U-Net pass, as the engine's detector does (detect_segments)
+        prior = unet_source_prior(mix, q, self.params.stem_weight_power, estimate=True)
+        assert prior.estimate is not None
+        heard = Audio(prior.estimate[None], mix.sample_rate) if self.params.listen == "stem" else mix
+        starts, probs, embs = analyse_mix(self.embedder, heard, self.params.hop_seconds)
+        prior.estimate = None
         level = prior.window_level_db(starts, self.params.window_seconds, mix.sample_rate,
                                       query_stft(mix.sample_rate).hop_length)
-        return {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding,
-                "level": level, "prior": prior}
+        out = {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding,
+               "level": level, "prior": prior}
+        if self.params.listen == "stem":  # the seed and the no-stem-gate rows listen to the mix
+            _, probs_m, embs_m = analyse_mix(self.embedder, mix, self.params.hop_seconds)
+            out["p_mix"], out["c_mix"] = probs_m[:, info.class_index], embs_m @ info.embedding
+        else:
+            out["p_mix"], out["c_mix"] = out["p"], out["c"]
+        return out
 
     def detections(self, mix: Audio, query: Audio) -> dict[str, Any]:
         s = self.sequences(mix, query)
         args = (s["p"], s["c"], s["starts"], mix.duration_seconds)
         det = detect_from_sequences(*args, self.params, s["info"].class_probability, s["level"])
-        no_stem = detect_from_sequences(*args, dataclasses.replace(self.params, use_stem_gate=False),
-                                        s["info"].class_probability, s["level"])
+        # the detector before the U-Net gate: the AST on the mix, class 0.6 and cosine 0.5 gates
+        before = DetectionParams(use_stem_gate=False, listen="mix", class_threshold=0.6, cosine_threshold=0.5)
+        no_stem = detect_from_sequences(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds, before,
+                                        s["info"].class_probability)
         return {"ours": det.segments, "ours_without_stem_gate": no_stem.segments,
-                "seed_gating": seed_gating(s["p"], s["c"], s["starts"], mix.duration_seconds),
+                "seed_gating": seed_gating(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds),
                 "prior": s["prior"],
                 "meta": {"class": s["info"].class_name, "class_p": s["info"].class_probability,
                          "class_gate_used": det.class_gate_used}}
@@ -249,13 +264,12 @@ def speed(songs: list[tuple[str, dict[str, np.ndarray]]]) -> dict[str, Any]:
     res = sep.separate(Audio(mix.astype(np.float32), RATE), query=query, device="cpu")
     wall = time.perf_counter() - t
     det = res.info["detection"]
-    import os
-
     return {"song_seconds": 240.0, "rate": RATE, "channels": 2, "torch_threads": 2,
             "engine_seconds": round(wall, 2), "cpu_seconds": round(time.process_time() - cpu0, 2),
             "segments": len(det.segments), "detect_seconds": {k: round(v, 2) for k, v in det.seconds.items()},
             "separation_timings": res.info.get("separation", {}).get("timings_seconds"),
-            "load_average": list(os.getloadavg())}
+            "load_average": list(os.getloadavg()),
+            "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE")}
 
 
 def main() -> None:

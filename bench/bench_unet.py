@@ -15,7 +15,7 @@ and decoding the FLAC / encoding the stems as 24-bit WAV separately. Optional ``
 RSS of separating 5- and 15-minute files in fresh processes (working memory must not grow with
 length beyond the outputs).
 
-    .venv/bin/python bench/bench_unet.py [--bank tmp/bank_proof] [--memory] [--repeats 2]
+    .venv/bin/python bench/bench_unet.py [--bank tmp/bank_cpu] [--memory] [--repeats 2]
 
 Prints tables and writes ``bench/results/unet.json``.
 """
@@ -211,14 +211,17 @@ def four_minute_song(tracks: list[tuple[str, Audio, dict[str, np.ndarray]]]) -> 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bank", default=str(REPO / "tmp" / "bank_proof"), help="stem bank with a 'val' split")
+    ap.add_argument("--bank", default=str(REPO / "tmp" / "bank_cpu"), help="stem bank with a 'val' split")
     ap.add_argument("--val-songs", type=int, default=8)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--memory", action="store_true", help="also measure peak RSS for 5 and 15 minutes")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-speed", action="store_true",
+                    help="keep the last run's speed results (e.g. new weights, same architecture)")
     a = ap.parse_args()
     unet = UNetSeparator()
-    previous = json.loads(RESULTS.read_text()) if a.skip_quality and RESULTS.is_file() else {}
+    keep = a.skip_quality or a.skip_speed
+    previous = json.loads(RESULTS.read_text()) if keep and RESULTS.is_file() else {}
     results: dict[str, Any] = {**previous, "machine": MACHINE, "platform": platform.platform(), "torch": torch.__version__,
                                "date": time.strftime("%Y-%m-%d"), "load_average_start": os.getloadavg()}
     from engine.models import load_model
@@ -246,6 +249,10 @@ def main() -> int:
                 summary[m] = vals
                 print(f"{m:>14} " + " ".join(f"{vals[s]:12.2f}" if vals[s] is not None else f"{'':>12}" for s in stems_all))
             results[f"summary_{'validation' if group is rows else 'real'}"] = summary
+    if a.skip_speed:
+        RESULTS.write_text(json.dumps(results, indent=1, default=float) + "\n")
+        print(f"\nspeed kept from the last run; wrote {RESULTS}")
+        return 0
     song = four_minute_song(val)
     sp = speed(unet, song, a.repeats)
     results["speed"] = sp

@@ -17,9 +17,11 @@ query lengths:
 
 Then it searches a grid (what the AST listens to, and the thresholds) with the engine's own
 gating (:func:`engine.query.detection.detect_from_sequences`: smoothing, hysteresis, clean-up)
-for the best mean segment F1 on the present cases with at most ``--max-false`` of the absent
-cases firing, on the calibration songs (seeds ``CAL_SEEDS``), and reports the chosen setting,
-and the one with the fewest absent firings, on separate validation songs (``VAL_SEEDS``). Neither range meets the benchmark's songs (4100–4111), the AST's training
+for the best mean segment F1 on the present cases with at most ``--max-false`` (0) of the
+absent cases and ``--max-swapped`` (0.3) of the swapped cases firing, class and cosine gates
+both applied, on the calibration songs (seeds ``CAL_SEEDS``), and reports the chosen setting,
+and the highest-F1 one with any gates and 5 % absent firings allowed, on separate validation
+songs (``VAL_SEEDS``). Neither range meets the benchmark's songs (4100–4111), the AST's training
 songs (10000+) or the U-Net's (0–159, 1 000 000+).
 
     .venv/bin/python bench/calibrate_query.py [--songs 24] [--val-songs 12]
@@ -192,22 +194,27 @@ GRID: dict[str, list[Any]] = {
     "class_threshold": [0.2, 0.3, 0.4, 0.5, 0.6],
     "use_class_gate": [True, False],
     "use_cosine_gate": [True, False],
+    "query_class_confidence": [0.2, 0.5, 0.7],
 }
 
 
-def search(rows: list[dict[str, Any]], max_false: float) -> list[dict[str, Any]]:
+def search(rows: list[dict[str, Any]], max_false: float, max_swapped: float = 1.0,
+           both_gates: bool = False) -> list[dict[str, Any]]:
     """Every grid setting, best first: the highest F1 among those whose absent cases fire at
-    most ``max_false`` of the time (fewer swapped firings break ties); when none qualifies,
-    the fewest absent firings first."""
+    most ``max_false`` of the time and swapped cases at most ``max_swapped`` (with
+    ``both_gates``: only settings that apply the class and the cosine gate, as the issue asks);
+    fewer swapped firings break ties. When none qualifies, the fewest absent firings first."""
     out = []
     keys = list(GRID)
     for values in itertools.product(*(GRID[k] for k in keys)):
         setting = dict(zip(keys, values, strict=True))
         if not setting["use_class_gate"] and setting["class_threshold"] != GRID["class_threshold"][0]:
             continue  # the class threshold is unused then
+        if both_gates and not (setting["use_class_gate"] and setting["use_cosine_gate"]):
+            continue
         res = evaluate(rows, DetectionParams(**setting))
         out.append({**setting, **res})
-    ok = [r for r in out if r["absent_fired"] <= max_false + 1e-9]
+    ok = [r for r in out if r["absent_fired"] <= max_false + 1e-9 and r["swapped_fired"] <= max_swapped + 1e-9]
     if ok:
         return sorted(ok, key=lambda r: (-round(r["f1"], 3), r["swapped_fired"], r["absent_fired"]))
     return sorted(out, key=lambda r: (r["absent_fired"], -r["f1"]))
@@ -217,23 +224,25 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--songs", type=int, default=24)
     ap.add_argument("--val-songs", type=int, default=12)
-    ap.add_argument("--max-false", type=float, default=0.05, help="allowed fraction of absent cases that fire")
+    ap.add_argument("--max-false", type=float, default=0.0, help="allowed fraction of absent cases that fire")
+    ap.add_argument("--max-swapped", type=float, default=0.3,
+                    help="allowed fraction of swapped cases (same stem, other instruments) that fire")
     args = ap.parse_args()
     torch.set_num_threads(1)
     emb = load_query_embedder("cpu")
     cal = collect(emb, list(CAL_SEEDS)[: args.songs], "cal")
     val = collect(emb, list(VAL_SEEDS)[: args.val_songs], "val")
-    ranked = search(cal, args.max_false)
+    ranked = search(cal, args.max_false, args.max_swapped, both_gates=True)
     best = ranked[0]
     chosen = DetectionParams(**{k: best[k] for k in GRID})
-    zero = search(cal, 0.0)[0]
-    strict = DetectionParams(**{k: zero[k] for k in GRID})
+    loose = search(cal, 0.05)[0]  # any gates, 5 % absent firings allowed, swapped not counted
+    highest = DetectionParams(**{k: loose[k] for k in GRID})
     default = DetectionParams()
     rows = [
         {"setting": "chosen (calibration songs)", **evaluate(cal, chosen)},
         {"setting": "chosen (validation songs)", **evaluate(val, chosen)},
-        {"setting": "fewest absent firings (calibration)", **evaluate(cal, strict)},
-        {"setting": "fewest absent firings (validation)", **evaluate(val, strict)},
+        {"setting": "highest F1, ≤ 5 % absent firings, any gates (calibration)", **evaluate(cal, highest)},
+        {"setting": "highest F1, ≤ 5 % absent firings, any gates (validation)", **evaluate(val, highest)},
         {"setting": "engine default (validation songs)", **evaluate(val, default)},
         {"setting": "engine default, no stem gate, AST on the mix (validation)",
          **evaluate(val, dataclasses.replace(default, use_stem_gate=False, listen="mix"))},
@@ -250,8 +259,8 @@ def main() -> None:
         "calibration_seeds": [int(s) for s in list(CAL_SEEDS)[: args.songs]],
         "validation_seeds": [int(s) for s in list(VAL_SEEDS)[: args.val_songs]],
         "cases": {"calibration": len(cal), "validation": len(val)},
-        "grid": GRID, "max_false": args.max_false, "chosen": {k: best[k] for k in GRID},
-        "fewest_absent_firings": {k: zero[k] for k in GRID},
+        "grid": GRID, "max_false": args.max_false, "max_swapped": args.max_swapped,
+        "chosen": {k: best[k] for k in GRID}, "highest_f1_5pct_absent": {k: loose[k] for k in GRID},
         "top": ranked[:10], "results": rows, "engine_default": default.to_json(),
     }
     print("wrote", write_results("query_calibration", payload))

@@ -68,12 +68,14 @@ class QuerySeparator(Separator):
     stem_names = ("target", "residual")
     parameters = (
         Parameter("hop_seconds", 0.5, "Hop between the 1-s analysis windows.", minimum=0.1, maximum=1.0, unit="s"),
-        Parameter("class_threshold", 0.6, "Class gate: a window must give the query's class at least this "
+        Parameter("class_threshold", 0.2, "Class gate: a window must give the query's class at least this "
                   "probability (absolute, not relative to the song).", minimum=0.0, maximum=1.0),
-        Parameter("cosine_threshold", 0.5, "Similarity gate: cosine similarity of a window's embedding "
-                  "to the query's (the seed used 0.45; 0.5 calibrated for the shipped model).",
+        Parameter("cosine_threshold", 0.6, "Similarity gate: cosine similarity of a window's embedding "
+                  "to the query's (the seed used 0.45; 0.6 calibrated for the shipped models).",
                   minimum=-1.0, maximum=1.0),
         Parameter("use_class_gate", True, "Apply the class gate (off: similarity only).", kind="bool"),
+        Parameter("query_class_confidence", 0.5, "The class gate applies only when the query's own top "
+                  "class reaches this probability (else its class is a guess).", minimum=0.0, maximum=1.0),
         Parameter("use_cosine_gate", True, "Apply the similarity gate (off: class only).", kind="bool"),
         Parameter("hysteresis", 0.1, "How far both gates are lowered to extend a segment around "
                   "windows that pass them fully.", minimum=0.0, maximum=0.5),

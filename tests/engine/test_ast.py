@@ -197,24 +197,30 @@ def test_shipped_model_separates_drums_from_vocals(song) -> None:  # type: ignor
 
 
 def test_shipped_model_finds_a_solo_query_in_the_mix(song) -> None:  # type: ignore[no-untyped-def]
-    """A solo vocal excerpt as the query, against the mix's windows: windows where the singer is
-    within 12 dB of the loudest source rank above the others, by cosine to the query and by the
-    query's class probability. The bars are the CPU-trained model's level (its validation
-    detection AUCs for vocals are ~0.73 by cosine and ~0.76 by class probability; see ast.md)."""
+    """A solo vocal excerpt as the query, against the mix's windows, on three songs: windows
+    where the singer is within 12 dB of the loudest source rank above the others, by cosine to
+    the query and by the query's class probability (mean ROC AUC over the songs: one 12-s song
+    has only a handful of windows without the singer, too few for a stable AUC). The bars sit
+    below the CPU-trained model's validation detection AUCs for vocals (0.86 by cosine, 0.92 by
+    class probability; see ast.md)."""
+    from engine.training.ast_data import render_multitrack
     from engine.training.ast_train import roc_auc
 
     q = load_query_embedder()
-    j = song.labels.index("vocals")
-    query = _active_windows(song.sources[j], 1)
-    qp, qe = q.embed_windows(query)
-    assert q.classes[int(qp[0].argmax())] == "vocals"
-    starts, probs, emb = q.embed_signal(song.mix, 0.5)
-    offsets = (starts * 16000).astype(int)
-    padded = np.concatenate([song.sources, np.zeros((song.sources.shape[0], 16000), np.float32)], axis=1)
-    level = np.array([[10 * np.log10(np.mean(padded[i, o:o + 16000] ** 2) + 1e-12) for o in offsets]
-                      for i in range(song.sources.shape[0])])
-    sings = level[j] > level.max(0) - 12
-    assert 3 <= sings.sum() <= len(sings) - 3, sings
-    cos = emb @ qe[0]
-    assert roc_auc(cos, sings) > 0.6, (cos, sings)
-    assert roc_auc(probs[:, q.classes.index("vocals")], sings) > 0.75, (probs, sings)
+    aucs_cos, aucs_p = [], []
+    for s in [song] + [render_multitrack(seed, 12.0) for seed in (777_002, 777_003)]:
+        j = s.labels.index("vocals")
+        query = _active_windows(s.sources[j], 1)
+        qp, qe = q.embed_windows(query)
+        assert q.classes[int(qp[0].argmax())] == "vocals"
+        starts, probs, emb = q.embed_signal(s.mix, 0.5)
+        offsets = (starts * 16000).astype(int)
+        padded = np.concatenate([s.sources, np.zeros((s.sources.shape[0], 16000), np.float32)], axis=1)
+        level = np.array([[10 * np.log10(np.mean(padded[i, o:o + 16000] ** 2) + 1e-12) for o in offsets]
+                          for i in range(s.sources.shape[0])])
+        sings = level[j] > level.max(0) - 12
+        assert 2 <= sings.sum() <= len(sings) - 2, sings
+        aucs_cos.append(roc_auc(emb @ qe[0], sings))
+        aucs_p.append(roc_auc(probs[:, q.classes.index("vocals")], sings))
+    assert float(np.mean(aucs_cos)) > 0.65, aucs_cos
+    assert float(np.mean(aucs_p)) > 0.75, aucs_p

@@ -76,8 +76,8 @@ def test_default_smoothing_and_padding_stay_near_the_truth() -> None:
 def test_absent_target_gives_no_segments_but_the_seed_gating_fires() -> None:
     rng = np.random.default_rng(7)
     n = 400
-    p = np.clip(0.2 + 0.1 * rng.standard_normal(n), 0, 1)  # never near the class gate
-    c = np.clip(0.2 + 0.1 * rng.standard_normal(n), -1, 1)
+    p = np.clip(0.2 + 0.1 * rng.standard_normal(n), 0, 1)
+    c = np.clip(0.2 + 0.1 * rng.standard_normal(n), -1, 1)  # never near the cosine gate
     starts = np.arange(n) * HOP
     det = detect_from_sequences(p, c, starts, n * HOP + 0.5, DetectionParams())
     assert det.segments == [] and not det.found
@@ -103,7 +103,7 @@ def test_uncertain_query_class_gates_on_similarity_only() -> None:
     p = np.full(n, 0.1)
     c = np.where(np.arange(n) >= 20, 0.8, 0.1)
     det = detect_from_sequences(p, c, np.arange(n) * HOP, 20.5, DetectionParams(smoothing_windows=0.0),
-                                query_class_probability=0.2)
+                                query_class_probability=DetectionParams().class_threshold / 2)
     assert not det.class_gate_used
     assert len(det.segments) == 1 and det.segments[0].start == pytest.approx(20 * HOP + 0.25 - 0.05)
     assert det.segments[0].score == pytest.approx(0.8)
@@ -117,9 +117,9 @@ def test_hysteresis_extends_strong_runs_and_drops_weak_only_runs() -> None:
     n = 30
     c = np.full(n, 0.8)
     c[:5] = c[25:] = 0.1
-    c[15] = 0.45  # below the cosine gate (0.5), above 0.5 − hysteresis
-    p = np.where(c > 0.2, 0.8, 0.1)
     params = DetectionParams(smoothing_windows=0.0, merge_gap_ms=0.0)
+    c[15] = params.cosine_threshold - 0.05  # below the cosine gate, above it − hysteresis
+    p = np.where(c > 0.2, 0.8, 0.1)
     assert len(detect_from_sequences(p, c, np.arange(n) * HOP, 15.5, params).segments) == 1
     no_hyst = DetectionParams(smoothing_windows=0.0, merge_gap_ms=0.0, hysteresis=0.0)
     assert len(detect_from_sequences(p, c, np.arange(n) * HOP, 15.5, no_hyst).segments) == 2

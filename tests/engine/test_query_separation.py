@@ -169,7 +169,7 @@ def test_prior_in_pieces_matches_one_pass(scene: tuple[Audio, Audio, np.ndarray,
     assert pieces.mask is not None and whole.mask is not None and pieces.mask.shape == whole.mask.shape
     assert np.allclose(pieces.frame_energy, whole.frame_energy, rtol=1e-4, atol=1e-6)  # type: ignore[arg-type]
     diff = np.abs(pieces.mask.astype(np.float32) - whole.mask.astype(np.float32))
-    assert float(diff.mean()) < 0.03
+    assert float(diff.mean()) < 0.05
 
 
 def test_separator_requires_a_query(scene: tuple[Audio, Audio, np.ndarray, list[Segment]]) -> None:
