@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 # Before torch is imported: back torch's large CPU tensors with transparent huge pages (Linux;
-# ignored elsewhere). Measured on the 2-core development VM: the 4-stem U-Net's masks for a
-# 4-minute song in 5.5 s instead of 8.5 s (bench/bench_query.py sets the same).
+# ignored elsewhere). Measured on the 2-core development VM: the query engine on a 4-minute song
+# in 17.4 s instead of 21.9 s (bench/bench_query.py --speed-only sets the same; run it with
+# THP_MEM_ALLOC_ENABLE=0 to compare).
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
