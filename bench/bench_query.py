@@ -53,6 +53,7 @@ from engine.models.ast import load_query_embedder  # noqa: E402
 from engine.query.detection import (  # noqa: E402
     DetectionParams,
     Segment,
+    analyse_for_query,
     analyse_mix,
     clean_segments,
     describe_query,
@@ -61,7 +62,7 @@ from engine.query.detection import (  # noqa: E402
     seed_gating,
     to_analysis_rate,
 )
-from engine.query.masking import MaskParams, query_stft, separate_segments, unet_source_prior  # noqa: E402
+from engine.query.masking import MaskParams, separate_segments  # noqa: E402
 
 STEMS = ("drums", "bass", "other", "vocals")
 SEEDS = tuple(range(4100, 4112))
@@ -106,12 +107,13 @@ def f1(truth: np.ndarray, pred: np.ndarray) -> float:
     return 1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn)
 
 
-def gate(stem: np.ndarray, rate: int) -> np.ndarray:
-    """The stem on in :data:`SECTIONS` only (20 ms raised-cosine fades)."""
+def gate(stem: np.ndarray, rate: int,
+         sections: tuple[tuple[float, float], ...] = SECTIONS) -> np.ndarray:
+    """The stem on in ``sections`` only (20 ms raised-cosine fades)."""
     t = np.arange(stem.shape[-1]) / rate
     g = np.zeros_like(t)
     fade = 0.02
-    for a, b in SECTIONS:
+    for a, b in sections:
         rise = np.clip((t - a) / fade, 0, 1)
         fall = np.clip((b - t) / fade, 0, 1)
         g = np.maximum(g, np.minimum(0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall)))
@@ -153,16 +155,9 @@ class Runner:
     def sequences(self, mix: Audio, query: Audio) -> dict[str, Any]:
         q, _ = prepare_query(query)
         info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
-        # the whole-mix U-Net pass, as the engine's detector does (detect_segments)
-        prior = unet_source_prior(mix, q, self.params.stem_weight_power, estimate=True)
-        assert prior.estimate is not None
-        heard = Audio(prior.estimate[None], mix.sample_rate) if self.params.listen == "stem" else mix
-        starts, probs, embs = analyse_mix(self.embedder, heard, self.params.hop_seconds)
-        prior.estimate = None
-        level = prior.window_level_db(starts, self.params.window_seconds, mix.sample_rate,
-                                      query_stft(mix.sample_rate).hop_length)
-        out = {"info": info, "starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding,
-               "level": level, "prior": prior}
+        a = analyse_for_query(self.embedder, mix, q, self.params)  # as detect_segments does
+        out = {"info": info, "starts": a.starts, "p": a.probs[:, info.class_index],
+               "c": a.embeddings @ info.embedding, "level": a.level, "prior": a.prior}
         if self.params.listen == "stem":  # the seed and the no-stem-gate rows listen to the mix
             _, probs_m, embs_m = analyse_mix(self.embedder, mix, self.params.hop_seconds)
             out["p_mix"], out["c_mix"] = probs_m[:, info.class_index], embs_m @ info.embedding

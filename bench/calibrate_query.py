@@ -46,18 +46,19 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from bench.bench_query import gate, loudest_excerpt  # noqa: E402
 from bench.common import table, write_results  # noqa: E402
 from engine.audio import Audio  # noqa: E402
 from engine.models.ast import QueryEmbedder, load_query_embedder  # noqa: E402
 from engine.query.detection import (  # noqa: E402
     DetectionParams,
+    analyse_for_query,
     analyse_mix,
     describe_query,
     detect_from_sequences,
     prepare_query,
     to_analysis_rate,
 )
-from engine.query.masking import query_stft, unet_source_prior  # noqa: E402
 
 STEMS = ("drums", "bass", "other", "vocals")
 RATE = 44100
@@ -78,25 +79,6 @@ def song(seed: int) -> dict[str, np.ndarray]:
         np.savez(path, **{k: v.samples for k, v in s.stems.items()})
     d = np.load(path)
     return {k: d[k] for k in STEMS}
-
-
-def gate(stem: np.ndarray, sections: tuple[tuple[float, float], ...]) -> np.ndarray:
-    t = np.arange(stem.shape[-1]) / RATE
-    g = np.zeros_like(t)
-    for a, b in sections:
-        rise, fall = np.clip((t - a) / 0.02, 0, 1), np.clip((b - t) / 0.02, 0, 1)
-        g = np.maximum(g, np.minimum(0.5 - 0.5 * np.cos(np.pi * rise), 0.5 - 0.5 * np.cos(np.pi * fall)))
-    return (stem * g[None]).astype(np.float32)
-
-
-def loudest(stem: np.ndarray, seconds: float, within: tuple[float, float]) -> np.ndarray:
-    e = np.square(stem.astype(np.float64)).sum(0)
-    n = int(seconds * RATE)
-    lo, hi = int(within[0] * RATE), int(within[1] * RATE)
-    cs = np.concatenate([[0.0], np.cumsum(e)])
-    starts = np.arange(lo, max(lo + 1, hi - n + 1), RATE // 4)
-    b = int(starts[np.argmax(cs[starts + n] - cs[starts])])
-    return np.ascontiguousarray(stem[:, b : b + n])
 
 
 def window_truth(target: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
@@ -121,10 +103,8 @@ def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
     q, _ = prepare_query(query)
     info = describe_query(emb, to_analysis_rate(q, 16000), q.duration_seconds, [])
     starts, probs, embs = analyse_mix(emb, mix, 0.5)
-    prior = unet_source_prior(mix, q, keep_mask=False, estimate=True)
-    level = prior.window_level_db(starts, 1.0, RATE, query_stft(RATE).hop_length)
-    assert prior.estimate is not None
-    _, probs_s, embs_s = analyse_mix(emb, Audio(prior.estimate[None], RATE), 0.5)
+    heard = analyse_for_query(emb, mix, q, DetectionParams(listen="stem"))  # the stem estimate
+    level, probs_s, embs_s = heard.level, heard.probs, heard.embeddings
     return {"starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding, "level": level,
             "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
             "query_p": info.class_probability, "class": info.class_name, "truth": window_truth(target, starts),
@@ -146,8 +126,8 @@ def collect(emb: QueryEmbedder, seeds: list[int], tag: str) -> list[dict[str, An
             a2 = b1 + rng.uniform(3, 6)
             b2 = min(SONG_SECONDS - 1, a2 + rng.uniform(4, 9))
             sections = ((a1, b1), (a2, b2))
-            query = loudest(st[stem], float(rng.uniform(1.5, 3.0)), sections[0])
-            target = gate(st[stem], sections)
+            query = loudest_excerpt(st[stem], RATE, float(rng.uniform(1.5, 3.0)), sections[0])
+            target = gate(st[stem], RATE, sections)
             rest = sum(st[s] for s in STEMS if s != stem)
             rows.append({"case": f"{sd}/{stem}/gated", "kind": "present", "stem": stem,
                          **features(emb, rest + target, query, target)})

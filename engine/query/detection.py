@@ -510,6 +510,87 @@ def analyse_mix(embedder: QueryEmbedder, mix: Audio, hop_seconds: float,
     return starts_all, np.concatenate(probs_l), np.concatenate(embs_l)
 
 
+@dataclass
+class MixAnalysis:
+    """What the detector measures on the mix for one query (:func:`analyse_for_query`).
+
+    Attributes:
+        starts, probs, embeddings: the AST's windows (``(N,)`` s, ``(N, K)``, ``(N, E)``) over
+            what it listened to (``params.listen``).
+        prior: the whole-mix U-Net prior (None without the stem gate and with ``listen="mix"``).
+        level: ``(N,)`` the stem gate's value per window (dB), None without a prior.
+        seconds: timings.
+    """
+
+    starts: np.ndarray
+    probs: np.ndarray
+    embeddings: np.ndarray
+    prior: SourcePrior | None
+    level: np.ndarray | None
+    seconds: dict[str, float]
+
+
+def analyse_for_query(
+    embedder: QueryEmbedder,
+    mix: Audio,
+    query: Audio,
+    params: DetectionParams,
+    device: str = "cpu",
+    models_dir: str | None = None,
+    progress: ProgressFn | None = None,
+    cancel: CancelFn | None = None,
+) -> MixAnalysis:
+    """The whole-mix U-Net pass routed by ``query`` (when the stem gate or ``listen="stem"``
+    needs it), then the AST over the routed stem estimate or the mix; the sequences the gates
+    read (:func:`detect_from_sequences`).
+
+    Args:
+        query: the prepared query clip (:func:`prepare_query`).
+
+    Raises:
+        InputError: ``params.listen`` is neither ``"stem"`` nor ``"mix"``; missing weights.
+    """
+    if params.listen not in ("stem", "mix"):
+        raise InputError(f"listen must be 'stem' or 'mix', not {params.listen!r}")
+    need_prior = params.use_stem_gate or params.listen == "stem"
+    share = 0.7 if need_prior else 0.0
+    seconds: dict[str, float] = {}
+    prior = None
+    if need_prior:
+        from engine.query.masking import unet_source_prior
+
+        def stems(fraction: float, message: str) -> None:
+            if progress is not None:
+                progress(share * min(1.0, 2 * fraction), message)
+
+        t = time.perf_counter()
+        prior = unet_source_prior(mix, query, params.stem_weight_power, device, models_dir=models_dir,
+                                  progress=stems, cancel=cancel,
+                                  keep_mask=mix.duration_seconds <= KEEP_PRIOR_SECONDS,
+                                  estimate=params.listen == "stem")
+        seconds["unet_prior"] = time.perf_counter() - t
+
+    def listening(fraction: float, message: str) -> None:
+        if progress is not None:
+            progress(share + (1 - share) * fraction, message)
+
+    t = time.perf_counter()
+    heard = mix
+    if prior is not None and prior.estimate is not None:
+        heard = Audio(prior.estimate[None], mix.sample_rate)
+        prior.estimate = None  # only the AST needs it
+    starts, probs, embs = analyse_mix(embedder, heard, params.hop_seconds, cancel, listening)
+    del heard
+    seconds["embed_mix"] = time.perf_counter() - t
+    level: np.ndarray | None = None
+    if prior is not None:
+        from engine.query.masking import query_stft
+
+        level = prior.window_level_db(starts, params.window_seconds, mix.sample_rate,
+                                      query_stft(mix.sample_rate).hop_length)
+    return MixAnalysis(starts, probs, embs, prior, level, seconds)
+
+
 def detect_segments(
     mix: Audio,
     query: Audio,
@@ -553,44 +634,10 @@ def detect_segments(
     t = time.perf_counter()
     info = describe_query(embedder, to_analysis_rate(q, rate), q.duration_seconds, notes)
     t_query = time.perf_counter() - t
-    if params.listen not in ("stem", "mix"):
-        raise InputError(f"listen must be 'stem' or 'mix', not {params.listen!r}")
-    need_prior = params.use_stem_gate or params.listen == "stem"
-    share = 0.7 if need_prior else 0.0
     seconds = {"load_model": t_load, "embed_query": t_query}
-    prior = None
-    if need_prior:
-        from engine.query.masking import unet_source_prior
-
-        def stems(fraction: float, message: str) -> None:
-            if progress is not None:
-                progress(share * min(1.0, 2 * fraction), message)
-
-        t = time.perf_counter()
-        prior = unet_source_prior(mix, q, params.stem_weight_power, device, models_dir=models_dir,
-                                  progress=stems, cancel=cancel,
-                                  keep_mask=mix.duration_seconds <= KEEP_PRIOR_SECONDS,
-                                  estimate=params.listen == "stem")
-        seconds["unet_prior"] = time.perf_counter() - t
-
-    def listening(fraction: float, message: str) -> None:
-        if progress is not None:
-            progress(share + (1 - share) * fraction, message)
-
-    t = time.perf_counter()
-    heard = mix
-    if prior is not None and prior.estimate is not None:
-        heard = Audio(prior.estimate[None], mix.sample_rate)
-        prior.estimate = None  # only the AST needs it
-    starts, probs, embs = analyse_mix(embedder, heard, params.hop_seconds, cancel, listening)
-    del heard
-    seconds["embed_mix"] = time.perf_counter() - t
-    level: np.ndarray | None = None
-    if prior is not None:
-        from engine.query.masking import query_stft
-
-        level = prior.window_level_db(starts, params.window_seconds, mix.sample_rate,
-                                      query_stft(mix.sample_rate).hop_length)
+    heard = analyse_for_query(embedder, mix, q, params, device, models_dir, progress, cancel)
+    seconds.update(heard.seconds)
+    starts, probs, embs, prior, level = heard.starts, heard.probs, heard.embeddings, heard.prior, heard.level
     det = detect_from_sequences(probs[:, info.class_index], embs @ info.embedding, starts,
                                 mix.duration_seconds, params, info.class_probability, level)
     if not det.class_gate_used and params.use_class_gate:

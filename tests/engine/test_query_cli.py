@@ -134,7 +134,9 @@ def test_argument_errors_are_exit_2(files: dict[str, Path], tmp_path: Path,
     for extra, message in ((["--engine", "query"], "--query"),
                            (["--engine", "query", "--query-region", "3"], "START:END"),
                            (["--engine", "query", "--query-region", "7:12"], "outside the mix"),
-                           (["--engine", "unet", "--query", str(files["query"])], "query engine")):
+                           (["--engine", "unet", "--query", str(files["query"])], "query engine"),
+                           (["--engine", "query", "--query", str(files["query"]), "--param", "listen=drums"],
+                            "listen")):
         code, _, err = _main(capsys, *base, *extra)
         assert code == 2 and message in err, (extra, err)
         assert "Traceback" not in err
