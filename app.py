@@ -12,11 +12,15 @@ import sys
 from pathlib import Path
 
 # Before torch is imported: back torch's large CPU tensors with transparent huge pages (Linux;
-# ignored elsewhere). Measured on the 2-core development VM: the query engine on a 4-minute song
-# in 17.4 s instead of 21.9 s (bench/bench_query.py --speed-only sets the same; run it with
-# THP_MEM_ALLOC_ENABLE=0 to compare).
+# ignored elsewhere), and keep freed memory in the process for the next chunk instead of
+# faulting it in again (engine/runtime.py). bench/bench_query.py --speed-only measures both
+# (UNMIX_KEEP_MEMORY=0 or THP_MEM_ALLOC_ENABLE=0 to compare; the README has the table).
 os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from engine.runtime import configure_memory  # noqa: E402
+
+configure_memory()
 
 from engine.cli import main as cli_main  # noqa: E402
 

@@ -140,6 +140,8 @@ class _Upsample(nn.Module):
         """``(B, cin, F, T)`` → ``(B, cout, F·sf, T·st)``."""
         b, _, f, t = x.shape
         sf, st = self.stride
+        if sf == st:  # the same reordering, in torch's dedicated kernel (about a third faster on CPU)
+            return nn.functional.pixel_shuffle(self.proj(x), sf)
         y = self.proj(x).view(b, self.cout, sf, st, f, t)
         # (B, cout, sf, st, F, T) -> (B, cout, F, sf, T, st) -> (B, cout, F·sf, T·st)
         return y.permute(0, 1, 4, 2, 5, 3).reshape(b, self.cout, f * sf, t * st)

@@ -108,6 +108,26 @@ def test_default_architecture_radius_is_covered_by_context() -> None:
     assert 100 < r <= 256  # the engine rounds the context up to a multiple of 64 frames
 
 
+@pytest.mark.parametrize("stride", [(2, 2), (2, 1), (3, 3)])
+def test_upsample_is_a_transposed_convolution_with_kernel_equal_to_stride(stride: tuple[int, int]) -> None:
+    """The up-sampling (pixel shuffle when the strides match, an explicit reorder otherwise)
+    equals ``conv_transpose2d`` with the 1×1 projection's weights as its kernel."""
+    from engine.models.unet import _Upsample
+
+    torch.manual_seed(3)
+    up = _Upsample(5, 3, stride)
+    x = torch.randn(2, 5, 4, 6)
+    sf, st = stride
+    w = up.proj.weight[:, :, 0, 0].reshape(3, sf, st, 5).permute(3, 0, 1, 2)  # (cin, cout, sf, st)
+    bias = up.proj.bias.reshape(3, sf, st)
+    ref = torch.nn.functional.conv_transpose2d(x, w, stride=stride)
+    ref = ref + bias.repeat(1, 4, 6)[None]  # the bias depends on the position within the stride
+    with torch.no_grad():
+        y = up(x)
+    assert y.shape == (2, 3, 4 * sf, 6 * st)
+    assert torch.allclose(y, ref, atol=1e-5)
+
+
 def test_a_one_hot_mask_returns_the_input() -> None:
     """A model whose first stem always wins gives that stem = mix (all-ones mask)."""
     model = tiny_model(1)

@@ -1,0 +1,47 @@
+"""Memory settings: with them, a freed large block stays in the process for the next one (no
+fresh page faults); switched off, glibc hands it back to the system."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+PROBE = textwrap.dedent("""
+    import sys
+    sys.path.insert(0, sys.argv[1])
+    from engine.runtime import configure_memory
+    applied = configure_memory()
+    import numpy as np
+
+    def rss_mb():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    base = rss_mb()
+    a = np.ones(50_000_000 // 8)  # 50 MB, touched
+    del a
+    print(applied, rss_mb() - base)
+""")
+
+
+def _probe(keep: str) -> tuple[bool, float]:
+    env = {"UNMIX_KEEP_MEMORY": keep, "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", PROBE, str(REPO)], capture_output=True, text=True, env=env,
+                         check=True).stdout.split()
+    return out[0] == "True", float(out[1])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_freed_memory_is_kept_for_reuse_only_when_configured() -> None:
+    applied, kept_mb = _probe("1")
+    assert applied
+    assert kept_mb > 40  # the 50 MB block is still mapped after `del`
+    applied, kept_mb = _probe("0")
+    assert not applied
+    assert kept_mb < 10  # returned to the system (glibc's default: large blocks are mmapped)
