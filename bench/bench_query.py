@@ -61,6 +61,7 @@ from engine.query.detection import (  # noqa: E402
     clean_segments,
     describe_query,
     detect_from_sequences,
+    gate_analysis,
     prepare_query,
     seed_gating,
     to_analysis_rate,
@@ -159,19 +160,17 @@ class Runner:
         q, _ = prepare_query(query)
         info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
         a = analyse_for_query(self.embedder, mix, q, self.params)  # as detect_segments does
-        out = {"info": info, "starts": a.starts, "p": a.probs[:, info.class_index],
-               "c": a.embeddings @ info.embedding, "level": a.level, "prior": a.prior}
+        out = {"info": info, "analysis": a, "starts": a.starts, "prior": a.prior}
         if self.params.listen == "stem":  # the seed and the no-stem-gate rows listen to the mix
             _, probs_m, embs_m = analyse_mix(self.embedder, mix, self.params.hop_seconds)
             out["p_mix"], out["c_mix"] = probs_m[:, info.class_index], embs_m @ info.embedding
         else:
-            out["p_mix"], out["c_mix"] = out["p"], out["c"]
+            out["p_mix"], out["c_mix"] = a.probs[:, info.class_index], a.embeddings @ info.embedding
         return out
 
     def detections(self, mix: Audio, query: Audio) -> dict[str, Any]:
         s = self.sequences(mix, query)
-        args = (s["p"], s["c"], s["starts"], mix.duration_seconds)
-        det = detect_from_sequences(*args, self.params, s["info"].class_probability, s["level"])
+        det = gate_analysis(s["info"], s["analysis"], mix.duration_seconds, self.params)  # as detect_segments
         # the detector before the U-Net gate: the AST on the mix, class 0.6 and cosine 0.5 gates
         before = DetectionParams(use_stem_gate=False, listen="mix", class_threshold=0.6, cosine_threshold=0.5)
         no_stem = detect_from_sequences(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds, before,

@@ -90,6 +90,10 @@ class DetectionParams:
             its top class reaches this (below it the class is a guess: a sound outside the
             model's classes, or a recording unlike its training material) — then the cosine
             gate alone decides with the stem gate.
+        class_must_match_stem: the class gate applies only when the query's class belongs to the
+            stem the 4-stem U-Net routes the query to (its largest share; :func:`class_stem`).
+            When the two models disagree about what the query is, the class is not trusted
+            (the routing decides what is heard and the stem gate, the cosine what is kept).
         hysteresis: how far both gates are lowered to extend a run around its full-gate windows.
         percentile: optional relative gate among the gated windows (0 = off).
         class_weight: weight of the class probability in the score (the rest: cosine).
@@ -111,6 +115,7 @@ class DetectionParams:
     use_class_gate: bool = True
     use_cosine_gate: bool = True
     query_class_confidence: float = 0.5
+    class_must_match_stem: bool = True
     hysteresis: float = 0.1
     percentile: float = 0.0
     class_weight: float = 0.5
@@ -216,6 +221,17 @@ class Detection:
 # ----------------------------------------------------------------------------------------------
 # Query preparation
 # ----------------------------------------------------------------------------------------------
+
+
+def class_stem(class_name: str) -> str:
+    """The 4-stem U-Net's stem a class belongs to: vocals, drums and bass are their own, every
+    other instrument family is ``"other"``."""
+    return class_name if class_name in ("vocals", "drums", "bass") else "other"
+
+
+def routed_stem(shares: dict[str, float]) -> str:
+    """The stem holding the largest share of the query's energy."""
+    return max(shares, key=lambda k: shares[k])
 
 
 def _rms_db(x: np.ndarray) -> float:
@@ -388,6 +404,7 @@ def detect_from_sequences(
     params: DetectionParams,
     query_class_probability: float = 1.0,
     stem_level_db: np.ndarray | None = None,
+    class_matches_stem: bool = True,
 ) -> Detection:
     """The gating, hysteresis and segment clean-up on per-window sequences.
 
@@ -402,13 +419,16 @@ def detect_from_sequences(
             outside the model's classes), and only the cosine gate applies.
         stem_level_db: ``(N,)`` routed stem level per window (dB) for the stem gate; None (or
             ``params.use_stem_gate`` False) skips that gate.
+        class_matches_stem: whether the query's class belongs to the stem the U-Net routes it
+            to; False (with ``params.class_must_match_stem``) leaves the class gate out.
 
     Returns:
         :class:`Detection` (segments empty when nothing passes the gates).
     """
     p = gaussian_smooth(np.asarray(class_probability, dtype=np.float64), params.smoothing_windows)
     c = gaussian_smooth(np.asarray(cosine, dtype=np.float64), params.smoothing_windows)
-    use_class = params.use_class_gate and query_class_probability >= params.query_class_confidence
+    use_class = (params.use_class_gate and query_class_probability >= params.query_class_confidence
+                 and (class_matches_stem or not params.class_must_match_stem))
     use_cos = params.use_cosine_gate or not use_class  # never gate on nothing
     w = params.class_weight if use_class else 0.0  # an unusable class does not score either
     score = np.clip(w * p + (1.0 - w) * c, 0.0, 1.0)
@@ -637,15 +657,30 @@ def detect_segments(
     seconds = {"load_model": t_load, "embed_query": t_query}
     heard = analyse_for_query(embedder, mix, q, params, device, models_dir, progress, cancel)
     seconds.update(heard.seconds)
-    starts, probs, embs, prior, level = heard.starts, heard.probs, heard.embeddings, heard.prior, heard.level
-    det = detect_from_sequences(probs[:, info.class_index], embs @ info.embedding, starts,
-                                mix.duration_seconds, params, info.class_probability, level)
-    if not det.class_gate_used and params.use_class_gate:
-        info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
-                          f"{info.class_probability:.2f} < {params.query_class_confidence:g}): gated on "
-                          "embedding similarity only")
-    det.query = info
-    det.prior = prior
+    det = gate_analysis(info, heard, mix.duration_seconds, params)
     seconds["detect"] = time.perf_counter() - t0
     det.seconds = seconds
+    return det
+
+
+def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
+                  params: DetectionParams) -> Detection:
+    """The gates (:func:`detect_from_sequences`) on an analysis for the query ``info``, with
+    the class checked against the U-Net's routing; notes why a class gate was left out."""
+    prior = heard.prior
+    routed = routed_stem(prior.shares) if prior is not None else None
+    matches = routed is None or class_stem(info.class_name) == routed
+    det = detect_from_sequences(heard.probs[:, info.class_index], heard.embeddings @ info.embedding,
+                                heard.starts, duration_seconds, params, info.class_probability, heard.level,
+                                matches)
+    if not det.class_gate_used and params.use_class_gate:
+        if info.class_probability < params.query_class_confidence:
+            info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
+                              f"{info.class_probability:.2f} < {params.query_class_confidence:g}): gated on "
+                              "embedding similarity only")
+        else:
+            info.notes.append(f"the query's class ({info.class_name}) is not in the stem the U-Net hears "
+                              f"it in ({routed}): gated on embedding similarity only")
+    det.query = info
+    det.prior = prior
     return det

@@ -51,7 +51,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -60,6 +60,9 @@ from engine.audio import Audio, resample
 from engine.errors import Cancelled
 from engine.query.detection import Segment
 from engine.spectral import DEFAULT_STFT, StftConfig, istft, stft
+
+if TYPE_CHECKING:
+    from engine.separators.unet import UNetSeparator
 
 ProgressFn = Callable[[float, str], None]
 CancelFn = Callable[[], bool]
@@ -416,6 +419,20 @@ def prior_spans(segments: list[Segment], duration: float, margin_s: float = 2.0)
     return spans
 
 
+def query_stem_shares(query: Audio, rate: int, device: torch.device | str = "cpu",
+                      unet: UNetSeparator | None = None) -> dict[str, float]:
+    """Where the 4-stem U-Net puts the query's energy: each stem's share (they sum to 1), with
+    the query at ``rate`` (the mix's)."""
+    from engine.separators.unet import UNetSeparator
+
+    unet = unet or UNetSeparator()
+    q = query if query.sample_rate == rate else Audio(resample(query.samples, query.sample_rate, rate), rate)
+    rq = unet.separate(q, device=str(device), parameters={"stems": "4", "masks": False})
+    energy = {k: float(np.sum(np.square(v.samples, dtype=np.float64))) for k, v in rq.stems.items()}
+    total = sum(energy.values()) or 1.0
+    return {k: v / total for k, v in energy.items()}
+
+
 def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torch.device | str = "cpu",
                       segments: list[Segment] | None = None, models_dir: str | None = None,
                       progress: ProgressFn | None = None, cancel: CancelFn | None = None,
@@ -443,12 +460,7 @@ def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torc
 
     t = time.perf_counter()
     unet = UNetSeparator(models_dir)
-    q = query if query.sample_rate == mix.sample_rate else Audio(
-        resample(query.samples, query.sample_rate, mix.sample_rate), mix.sample_rate)
-    rq = unet.separate(q, device=str(device), parameters={"stems": "4", "masks": False})
-    energy = {k: float(np.sum(np.square(v.samples, dtype=np.float64))) for k, v in rq.stems.items()}
-    total = sum(energy.values()) or 1.0
-    shares = {k: v / total for k, v in energy.items()}
+    shares = query_stem_shares(query, mix.sample_rate, device, unet)
     raw = {k: v ** power for k, v in shares.items()}
     norm = sum(raw.values()) or 1.0
     weights = {k: v / norm for k, v in raw.items()}

@@ -76,6 +76,9 @@ class QuerySeparator(Separator):
         Parameter("use_class_gate", True, "Apply the class gate (off: similarity only).", kind="bool"),
         Parameter("query_class_confidence", 0.5, "The class gate applies only when the query's own top "
                   "class reaches this probability (else its class is a guess).", minimum=0.0, maximum=1.0),
+        Parameter("class_must_match_stem", True, "The class gate applies only when the query's class "
+                  "belongs to the stem the U-Net hears the query in (when the two models disagree, "
+                  "the class is not trusted).", kind="bool"),
         Parameter("use_cosine_gate", True, "Apply the similarity gate (off: class only).", kind="bool"),
         Parameter("hysteresis", 0.1, "How far both gates are lowered to extend a segment around "
                   "windows that pass them fully.", minimum=0.0, maximum=0.5),

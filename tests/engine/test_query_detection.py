@@ -16,12 +16,14 @@ from engine.models.ast import AstConfig, AudioSpectrogramTransformer, QueryEmbed
 from engine.query.detection import (
     DetectionParams,
     Segment,
+    class_stem,
     clean_segments,
     detect_from_sequences,
     detect_segments,
     hysteresis_runs,
     prepare_query,
     query_from_region,
+    routed_stem,
     seed_gating,
     windows_to_segments,
 )
@@ -96,6 +98,29 @@ def test_both_gates_are_applied() -> None:
     assert detect_from_sequences(p, p, starts, 30.5, params).segments
     off = DetectionParams(smoothing_windows=0.0, use_cosine_gate=False)
     assert detect_from_sequences(p, c, starts, 30.5, off).segments
+
+
+def test_class_outside_the_routed_stem_is_not_gated_on() -> None:
+    """A confident class the U-Net's routing contradicts (an organ the AST calls drums) leaves
+    the class gate out; with the rule switched off the wrong class hides every window."""
+    n = 40
+    p = np.full(n, 0.05)  # the windows do not look like the (wrong) class at all
+    c = np.where(np.arange(n) >= 20, 0.8, 0.1)
+    starts = np.arange(n) * HOP
+    params = DetectionParams(smoothing_windows=0.0)
+    det = detect_from_sequences(p, c, starts, 20.5, params, query_class_probability=0.9, class_matches_stem=False)
+    assert not det.class_gate_used and len(det.segments) == 1
+    det = detect_from_sequences(p, c, starts, 20.5, params, query_class_probability=0.9, class_matches_stem=True)
+    assert det.class_gate_used and det.segments == []
+    strict = DetectionParams(smoothing_windows=0.0, class_must_match_stem=False)
+    det = detect_from_sequences(p, c, starts, 20.5, strict, query_class_probability=0.9, class_matches_stem=False)
+    assert det.class_gate_used and det.segments == []
+
+
+def test_class_stems_and_routing() -> None:
+    assert [class_stem(k) for k in ("vocals", "drums", "bass", "keys", "brass", "synth_pad")] == [
+        "vocals", "drums", "bass", "other", "other", "other"]
+    assert routed_stem({"drums": 0.1, "bass": 0.2, "other": 0.6, "vocals": 0.1}) == "other"
 
 
 def test_uncertain_query_class_gates_on_similarity_only() -> None:
