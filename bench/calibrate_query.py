@@ -174,7 +174,7 @@ def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, A
     for r in rows:
         p, c = (r["p_stem"], r["c_stem"]) if stem else (r["p"], r["c"])
         det = detect_from_sequences(p, c, r["starts"], r["duration"], params, r["query_p"], r["level"],
-                                    class_stem(r["class"]) == r["routed_stem"])
+                                    class_stem(r["class"]) == r["routed_stem"], r["routed_stem"])
         if r["kind"] == "present":
             mids = r["starts"] + 0.5
             pred = np.zeros(mids.size, bool)
@@ -225,6 +225,19 @@ def search(rows: list[dict[str, Any]], max_false: float, max_swapped: float = 1.
     return sorted(out, key=lambda r: (r["absent_fired"], -r["f1"]))
 
 
+def stem_gate_alone(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per routed stem: the stem gate alone (no class or similarity gate, as
+    ``DetectionParams.stem_alone_for`` allows): F1 on present cases, share of absent cases firing."""
+    params = DetectionParams(use_class_gate=False, cosine_threshold=-1.0, hysteresis=0.0)
+    out = []
+    for stem in STEMS:
+        mine = [r for r in rows if r["routed_stem"] == stem and r["kind"] in ("present", "absent")]
+        res = evaluate(mine, params)
+        out.append({"routed_stem": stem, "present": sum(r["kind"] == "present" for r in mine),
+                    "absent": sum(r["kind"] == "absent" for r in mine), **res})
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--songs", type=int, default=24)
@@ -270,6 +283,12 @@ def main() -> None:
         "chosen": {k: best[k] for k in GRID}, "highest_f1_5pct_absent": {k: loose[k] for k in GRID},
         "top": ranked[:10], "results": rows, "engine_default": default.to_json(),
     }
+    alone = stem_gate_alone(cal + val)
+    print()
+    print("the stem gate alone, calibration and validation songs together:")
+    print(table([{k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()} for r in alone],
+                ["routed_stem", "present", "absent", "f1", "absent_fired"]))
+    payload["stem_gate_alone"] = alone
     print("wrote", write_results("query_calibration", payload))
 
 

@@ -94,6 +94,14 @@ class DetectionParams:
             stem the 4-stem U-Net routes the query to (its largest share; :func:`class_stem`).
             When the two models disagree about what the query is, the class is not trusted
             (the routing decides what is heard and the stem gate, the cosine what is kept).
+        stem_alone_for: stems whose routed estimate may stand in for the similarity gate when
+            the AST cannot judge the query (its class below ``query_class_confidence``, e.g. a
+            real voice unlike the synthesized singing it was trained on): a query the U-Net routes
+            to one of these is found by the stem gate alone. Only stems that are one kind of
+            sound and that the U-Net separates cleanly belong here: measured on the calibration
+            songs (``bench/calibrate_query.py``), the stem gate alone fires in 0 of 36 absent
+            vocal cases but in 3–6 % of absent drum and bass cases, and "other" holds many
+            instruments.
         hysteresis: how far both gates are lowered to extend a run around its full-gate windows.
         percentile: optional relative gate among the gated windows (0 = off).
         class_weight: weight of the class probability in the score (the rest: cosine).
@@ -116,6 +124,7 @@ class DetectionParams:
     use_cosine_gate: bool = True
     query_class_confidence: float = 0.5
     class_must_match_stem: bool = True
+    stem_alone_for: tuple[str, ...] = ("vocals",)
     hysteresis: float = 0.1
     percentile: float = 0.0
     class_weight: float = 0.5
@@ -192,7 +201,8 @@ class Detection:
         duration_seconds: length of the mix.
         query: what the AST made of the query (None when fed sequences directly).
         params: the settings used; class_gate_used: False when the query's own class was too
-            uncertain to gate on (see :func:`detect_from_sequences`).
+            uncertain to gate on (see :func:`detect_from_sequences`); stem_gate_alone: True when
+            the stem gate stood in for the similarity gate (``params.stem_alone_for``).
         seconds: timings.
         stem_level_db: ``(N,)`` the routed stem's share of each window's power (dB, after
             smoothing), None without the stem gate.
@@ -209,6 +219,7 @@ class Detection:
     params: DetectionParams
     query: QueryInfo | None = None
     class_gate_used: bool = True
+    stem_gate_alone: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
     stem_level_db: np.ndarray | None = None
     prior: SourcePrior | None = None
@@ -405,6 +416,7 @@ def detect_from_sequences(
     query_class_probability: float = 1.0,
     stem_level_db: np.ndarray | None = None,
     class_matches_stem: bool = True,
+    routed: str | None = None,
 ) -> Detection:
     """The gating, hysteresis and segment clean-up on per-window sequences.
 
@@ -421,6 +433,7 @@ def detect_from_sequences(
             ``params.use_stem_gate`` False) skips that gate.
         class_matches_stem: whether the query's class belongs to the stem the U-Net routes it
             to; False (with ``params.class_must_match_stem``) leaves the class gate out.
+        routed: the stem the U-Net routes the query to (``params.stem_alone_for``).
 
     Returns:
         :class:`Detection` (segments empty when nothing passes the gates).
@@ -429,9 +442,15 @@ def detect_from_sequences(
     c = gaussian_smooth(np.asarray(cosine, dtype=np.float64), params.smoothing_windows)
     use_class = (params.use_class_gate and query_class_probability >= params.query_class_confidence
                  and (class_matches_stem or not params.class_must_match_stem))
-    use_cos = params.use_cosine_gate or not use_class  # never gate on nothing
+    stem_alone = (stem_level_db is not None and params.use_stem_gate and routed in params.stem_alone_for
+                  and query_class_probability < params.query_class_confidence)
+    use_cos = params.use_cosine_gate or not (use_class or stem_alone)  # never gate on nothing
     w = params.class_weight if use_class else 0.0  # an unusable class does not score either
     score = np.clip(w * p + (1.0 - w) * c, 0.0, 1.0)
+    if stem_alone:
+        use_cos = False  # the AST cannot judge this query; the stem's power share scores it
+        score = np.clip(10.0 ** (gaussian_smooth(np.asarray(stem_level_db, dtype=np.float64),
+                                                 params.smoothing_windows) / 10.0), 0.0, 1.0)
     h = params.hysteresis
     full = np.ones(p.shape, dtype=bool)
     low = np.ones(p.shape, dtype=bool)
@@ -456,7 +475,7 @@ def detect_from_sequences(
                               params.merge_gap_ms / 1000.0, params.padding_ms / 1000.0)
     return Detection(segments, np.asarray(window_starts, dtype=np.float64), p.astype(np.float32),
                      c.astype(np.float32), score.astype(np.float32), active, float(duration_seconds),
-                     params, class_gate_used=use_class,
+                     params, class_gate_used=use_class, stem_gate_alone=stem_alone,
                      stem_level_db=None if level is None else level.astype(np.float32))
 
 
@@ -672,8 +691,12 @@ def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
     matches = routed is None or class_stem(info.class_name) == routed
     det = detect_from_sequences(heard.probs[:, info.class_index], heard.embeddings @ info.embedding,
                                 heard.starts, duration_seconds, params, info.class_probability, heard.level,
-                                matches)
-    if not det.class_gate_used and params.use_class_gate:
+                                matches, routed)
+    if det.stem_gate_alone:
+        info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
+                          f"{info.class_probability:.2f} < {params.query_class_confidence:g}) and the U-Net "
+                          f"hears it as {routed}: found by the {routed} stem's level alone")
+    elif not det.class_gate_used and params.use_class_gate:
         if info.class_probability < params.query_class_confidence:
             info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
                               f"{info.class_probability:.2f} < {params.query_class_confidence:g}): gated on "

@@ -14,6 +14,7 @@ Schema ``unmix-query-event/1`` (every time in seconds on the mix's timeline)::
                   "cosine": [...], "score": [...], "active": [...],
                   "stem_level_db": [...] | null},   # the stem gate's value (null: gate not run)
       "class_gate_used": bool,
+      "stem_gate_alone": bool,            # the stem gate stood in for the similarity gate
       "parameters": {name: value},
       "separation": {...} | null,         # mask facts (prior, stem weights, losses, timings)
       "metrics": {stem: {...}} | null,     # with reference stems: SI-SDR, SDR, convergence, …
@@ -44,7 +45,8 @@ def not_found_message(detection: Detection) -> str:
     q = detection.query
     what = f"the query ({q.class_name})" if q is not None else "the query"
     gates = (["class"] if detection.class_gate_used else []) + (
-        ["similarity"] if detection.params.use_cosine_gate or not detection.class_gate_used else []) + (
+        ["similarity"] if (detection.params.use_cosine_gate or not detection.class_gate_used)
+        and not detection.stem_gate_alone else []) + (
         ["stem"] if detection.stem_level_db is not None and detection.params.use_stem_gate else [])
     names = gates[0] if len(gates) == 1 else ", ".join(gates[:-1]) + " and " + gates[-1]
     return (f"not found: {what} does not play in the mix — no window passed the {names} "
@@ -87,6 +89,7 @@ def build_event(detection: Detection, parameters: dict[str, Any], mix: dict[str,
                               else [_finite(v) for v in detection.stem_level_db]),
         },
         "class_gate_used": detection.class_gate_used,
+        "stem_gate_alone": detection.stem_gate_alone,
         "parameters": parameters,
         "separation": separation,
         "metrics": metrics,

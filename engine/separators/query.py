@@ -43,7 +43,11 @@ _DETECT_SHARE = 0.6
 
 
 def detection_params(values: dict[str, Any]) -> DetectionParams:
-    return DetectionParams(**{k: v for k, v in values.items() if k in _DETECTION})
+    kw = {k: v for k, v in values.items() if k in _DETECTION}
+    if isinstance(kw.get("stem_alone_for"), str):  # the choice's text: "none" or stems joined by "+"
+        text = kw["stem_alone_for"]
+        kw["stem_alone_for"] = () if text == "none" else tuple(text.split("+"))
+    return DetectionParams(**kw)
 
 
 def mask_params(values: dict[str, Any]) -> MaskParams:
@@ -79,6 +83,10 @@ class QuerySeparator(Separator):
         Parameter("class_must_match_stem", True, "The class gate applies only when the query's class "
                   "belongs to the stem the U-Net hears the query in (when the two models disagree, "
                   "the class is not trusted).", kind="bool"),
+        Parameter("stem_alone_for", "vocals", "When the AST is unsure of the query's class and the U-Net "
+                  "hears the query as one of these stems, that stem's level alone finds it (the AST was "
+                  "trained on synthesized singing; real voices can puzzle it).", kind="choice",
+                  choices=("none", "vocals", "vocals+drums+bass")),
         Parameter("use_cosine_gate", True, "Apply the similarity gate (off: class only).", kind="bool"),
         Parameter("hysteresis", 0.1, "How far both gates are lowered to extend a segment around "
                   "windows that pass them fully.", minimum=0.0, maximum=0.5),
@@ -107,7 +115,7 @@ class QuerySeparator(Separator):
                   kind="choice", choices=("unet", "none")),
         Parameter("stem_weight_power", 4.0, "Sharpness of the routing of the query onto the U-Net's "
                   "stems (higher: pick the dominant stem).", minimum=1.0, maximum=64.0),
-        Parameter("gamma_profile", 0.5, "Weight of the query-only spectral mask against the prior "
+        Parameter("gamma_profile", 0.1, "Weight of the query-only spectral mask against the prior "
                   "(geometric; 0: the prior alone).", minimum=0.0, maximum=1.0),
         Parameter("opt_steps", 18, "Mask optimisation steps (Adam).", kind="int", minimum=0, maximum=500),
         Parameter("lr", 0.28, "Optimisation learning rate (on mask logits).", minimum=0.0, maximum=10.0),

@@ -117,6 +117,28 @@ def test_class_outside_the_routed_stem_is_not_gated_on() -> None:
     assert det.class_gate_used and det.segments == []
 
 
+def test_unsure_vocal_query_is_found_by_the_stem_level_alone() -> None:
+    """The AST unsure of a query the U-Net hears as vocals: the stem gate stands in for the
+    similarity gate (a real voice the AST does not recognise); not for other stems, not when the
+    class is sure, not when switched off."""
+    n = 40
+    p = np.full(n, 0.05)
+    c = np.full(n, 0.1)  # the AST finds no window like the query
+    level = np.where((np.arange(n) >= 10) & (np.arange(n) < 30), -3.0, -30.0)
+    starts = np.arange(n) * HOP
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    det = detect_from_sequences(p, c, starts, 20.5, params, 0.2, level, True, "vocals")
+    assert det.stem_gate_alone and not det.class_gate_used
+    assert len(det.segments) == 1
+    seg = det.segments[0]
+    assert seg.start == pytest.approx(10 * HOP + 0.25) and seg.end == pytest.approx(29 * HOP + 0.75)
+    assert seg.score == pytest.approx(10 ** -0.3, abs=1e-6)  # the stem's share of the power
+    for routed, prob, prm in (("drums", 0.2, params), ("other", 0.2, params), ("vocals", 0.9, params),
+                              ("vocals", 0.2, DetectionParams(smoothing_windows=0.0, stem_alone_for=()))):
+        det = detect_from_sequences(p, c, starts, 20.5, prm, prob, level, True, routed)
+        assert not det.stem_gate_alone and det.segments == []
+
+
 def test_class_stems_and_routing() -> None:
     assert [class_stem(k) for k in ("vocals", "drums", "bass", "keys", "brass", "synth_pad")] == [
         "vocals", "drums", "bass", "other", "other", "other"]
