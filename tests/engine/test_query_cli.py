@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from engine.audio import Audio, load_audio, save_audio
+from engine.errors import InputError
 from engine.query.event import validate_event
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,7 +100,8 @@ def test_not_found_exits_0_with_an_empty_event_and_no_stems(files: dict[str, Pat
                                                             capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "nf"
     code, _, err = _main(capsys, "separate", "--mix", str(files["mix"]), "--query-region", "2.5:4.5", "--engine", "query",
-             "--out", str(out), "--param", "cosine_threshold=1.0", "--param", "use_class_gate=false")
+             "--out", str(out), "--param", "cosine_threshold=1.0", "--param", "use_class_gate=false",
+             "--param", "stem_alone_for=none")  # else an unsure query heard as vocals skips the similarity gate
     assert code == 0, err
     assert "not found" in err
     ev = json.loads((out / "event.json").read_text())
@@ -140,3 +142,14 @@ def test_argument_errors_are_exit_2(files: dict[str, Path], tmp_path: Path,
         code, _, err = _main(capsys, *base, *extra)
         assert code == 2 and message in err, (extra, err)
         assert "Traceback" not in err
+
+
+def test_stem_alone_for_choice_maps_to_stems() -> None:
+    from engine.separators.query import QuerySeparator, detection_params
+
+    param = {p.name: p for p in QuerySeparator.parameters}["stem_alone_for"]
+    assert detection_params({"stem_alone_for": param.coerce("none")}).stem_alone_for == ()
+    assert detection_params({"stem_alone_for": param.coerce("vocals")}).stem_alone_for == ("vocals",)
+    assert detection_params({"stem_alone_for": "vocals+drums+bass"}).stem_alone_for == ("vocals", "drums", "bass")
+    with pytest.raises(InputError, match="stem_alone_for"):
+        param.coerce("guitar")
