@@ -37,6 +37,11 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from engine.runtime import configure_memory  # noqa: E402
+
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py does, before torch is imported
+KEEP_MEMORY = configure_memory()
+
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
@@ -138,7 +143,8 @@ def fixture_tracks() -> list[tuple[str, Audio, dict[str, np.ndarray]]]:
 
 def speed(unet: UNetSeparator, song: Audio, repeats: int) -> dict[str, Any]:
     """Engine time for the 4-minute song, best of ``repeats``; decode/encode measured apart."""
-    res: dict[str, Any] = {"song_seconds": song.duration_seconds, "rate": song.sample_rate, "threads": torch.get_num_threads()}
+    res: dict[str, Any] = {"song_seconds": song.duration_seconds, "rate": song.sample_rate, "threads": torch.get_num_threads(),
+                           "keep_memory": KEEP_MEMORY, "thp_mem_alloc_enable": os.environ.get("THP_MEM_ALLOC_ENABLE")}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "song.flac"
         save_audio(path, song, "16")
@@ -166,6 +172,10 @@ def speed(unet: UNetSeparator, song: Audio, repeats: int) -> dict[str, Any]:
 _MEMORY_CHILD = """
 import sys, time, numpy as np
 sys.path.insert(0, {repo!r})
+import os
+os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
+from engine.runtime import configure_memory
+configure_memory()  # as app.py does
 from engine.audio import Audio
 from engine.separators.unet import UNetSeparator
 def hwm_kib():  # this process's peak RSS (VmHWM is per address space: not inherited across exec)

@@ -19,6 +19,7 @@ import torch
 
 from engine.audio import Audio
 from engine.errors import InputError
+from engine.runtime import memory_for
 from engine.spectral import DEFAULT_STFT, StftConfig
 
 ProgressFn = Callable[[float, str], None]
@@ -143,7 +144,8 @@ class Separator:
         values = self.resolve_parameters(parameters)
         dev = resolve_device(device)
         t0 = time.perf_counter()
-        result = self._separate(mix, acapella, query, region, dev, values, progress, cancel)
+        with memory_for(mix.duration_seconds):
+            result = self._separate(mix, acapella, query, region, dev, values, progress, cancel)
         result.engine, result.parameters = self.name, values
         result.seconds, result.device = time.perf_counter() - t0, str(dev)
         return result
