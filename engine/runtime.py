@@ -42,7 +42,22 @@ _MMAP_MAX_DEFAULT = 65536
 
 #: Jobs on longer inputs run with glibc's default allocation (see the module docstring);
 #: ``UNMIX_LONG_INPUT_SECONDS`` in the environment moves the limit (to compare).
-LONG_INPUT_SECONDS = float(os.environ.get("UNMIX_LONG_INPUT_SECONDS", "480"))
+LONG_INPUT_SECONDS = 480.0
+
+
+def _long_input_seconds() -> float:
+    text = os.environ.get("UNMIX_LONG_INPUT_SECONDS")
+    if text is None:
+        return LONG_INPUT_SECONDS
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also NaN
+        print(f"unmix: ignoring UNMIX_LONG_INPUT_SECONDS={text!r} (not a number of seconds ≥ 0); "
+              f"using {LONG_INPUT_SECONDS:g}", file=sys.stderr)
+        return LONG_INPUT_SECONDS
+    return value
 
 _state: dict[str, Any] = {"long_jobs": 0}
 _lock = threading.Lock()
@@ -79,7 +94,7 @@ def memory_for(duration_seconds: float) -> Iterator[None]:
     if libc is None:
         yield
         return
-    long_input = duration_seconds > LONG_INPUT_SECONDS
+    long_input = duration_seconds > _long_input_seconds()
     if long_input:
         with _lock:
             _state["long_jobs"] += 1

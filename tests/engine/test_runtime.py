@@ -84,3 +84,14 @@ def test_long_jobs_hand_memory_back_and_jobs_end_trimmed() -> None:
     assert long_job < 10
     assert short_job > 40
     assert trimmed > 40
+
+
+def test_a_bad_long_input_limit_is_named_and_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    from engine import runtime
+
+    monkeypatch.setenv("UNMIX_LONG_INPUT_SECONDS", "ten minutes")
+    assert runtime._long_input_seconds() == runtime.LONG_INPUT_SECONDS
+    assert "UNMIX_LONG_INPUT_SECONDS='ten minutes'" in capsys.readouterr().err
+    monkeypatch.setenv("UNMIX_LONG_INPUT_SECONDS", "100000")
+    assert runtime._long_input_seconds() == 100000.0
