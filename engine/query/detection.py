@@ -97,11 +97,11 @@ class DetectionParams:
         stem_alone_for: stems whose routed estimate may stand in for the similarity gate when
             the AST cannot judge the query (its class below ``query_class_confidence``, e.g. a
             real voice unlike the synthesized singing it was trained on): a query the U-Net routes
-            to one of these is found by the stem gate alone. Only stems that are one kind of
-            sound and that the U-Net separates cleanly belong here: measured on the calibration
-            songs (``bench/calibrate_query.py``), the stem gate alone fires in 0 of 36 absent
-            vocal cases but in 3–6 % of absent drum and bass cases, and "other" holds many
-            instruments.
+            to one of these is found by the stem gate alone. Off by default: on the synthesized
+            calibration songs (``bench/calibrate_query.py``) the vocal stem gate alone fires in
+            0 of 36 absent cases (3–6 % for drums and bass), but on real instrumental recordings
+            the CPU-trained U-Net hears enough "vocals" to fire (``bench/bench_query.py``, real
+            absent cases). With ``("vocals",)`` the real MUSDB vocals are found, at that risk.
         hysteresis: how far both gates are lowered to extend a run around its full-gate windows.
         percentile: optional relative gate among the gated windows (0 = off).
         class_weight: weight of the class probability in the score (the rest: cosine).
@@ -124,7 +124,7 @@ class DetectionParams:
     use_cosine_gate: bool = True
     query_class_confidence: float = 0.5
     class_must_match_stem: bool = True
-    stem_alone_for: tuple[str, ...] = ("vocals",)
+    stem_alone_for: tuple[str, ...] = ()
     hysteresis: float = 0.1
     percentile: float = 0.0
     class_weight: float = 0.5
@@ -338,8 +338,9 @@ def gaussian_smooth(x: np.ndarray, sigma: float) -> np.ndarray:
         return x.astype(np.float64)
     radius = max(1, int(math.ceil(3 * sigma)))
     k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    num = np.convolve(x.astype(np.float64), k, mode="same")
-    den = np.convolve(np.ones(x.size), k, mode="same")
+    # "full" then the centred slice: "same" would return the kernel's length for short inputs
+    num = np.convolve(x.astype(np.float64), k, mode="full")[radius : radius + x.size]
+    den = np.convolve(np.ones(x.size), k, mode="full")[radius : radius + x.size]
     out: np.ndarray = num / den
     return out
 

@@ -20,6 +20,7 @@ from engine.query.detection import (
     clean_segments,
     detect_from_sequences,
     detect_segments,
+    gaussian_smooth,
     hysteresis_runs,
     prepare_query,
     query_from_region,
@@ -118,15 +119,15 @@ def test_class_outside_the_routed_stem_is_not_gated_on() -> None:
 
 
 def test_unsure_vocal_query_is_found_by_the_stem_level_alone() -> None:
-    """The AST unsure of a query the U-Net hears as vocals: the stem gate stands in for the
-    similarity gate (a real voice the AST does not recognise); not for other stems, not when the
-    class is sure, not when switched off."""
+    """With ``stem_alone_for=("vocals",)``, the AST unsure of a query the U-Net hears as vocals:
+    the stem gate stands in for the similarity gate (a real voice the AST does not recognise);
+    not for other stems, not when the class is sure, not by default."""
     n = 40
     p = np.full(n, 0.05)
     c = np.full(n, 0.1)  # the AST finds no window like the query
     level = np.where((np.arange(n) >= 10) & (np.arange(n) < 30), -3.0, -30.0)
     starts = np.arange(n) * HOP
-    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, stem_alone_for=("vocals",))
     det = detect_from_sequences(p, c, starts, 20.5, params, 0.2, level, True, "vocals")
     assert det.stem_gate_alone and not det.class_gate_used
     assert len(det.segments) == 1
@@ -134,9 +135,25 @@ def test_unsure_vocal_query_is_found_by_the_stem_level_alone() -> None:
     assert seg.start == pytest.approx(10 * HOP + 0.25) and seg.end == pytest.approx(29 * HOP + 0.75)
     assert seg.score == pytest.approx(10 ** -0.3, abs=1e-6)  # the stem's share of the power
     for routed, prob, prm in (("drums", 0.2, params), ("other", 0.2, params), ("vocals", 0.9, params),
-                              ("vocals", 0.2, DetectionParams(smoothing_windows=0.0, stem_alone_for=()))):
+                              ("vocals", 0.2, DetectionParams(smoothing_windows=0.0))):
         det = detect_from_sequences(p, c, starts, 20.5, prm, prob, level, True, routed)
         assert not det.stem_gate_alone and det.segments == []
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 7])
+def test_a_mix_shorter_than_the_smoothing_kernel_keeps_its_window_count(n: int) -> None:
+    """A 2-s mix has 3 windows, fewer than the smoothing kernel's 7 taps: the smoothed values
+    keep one per window (np.convolve's "same" returns the longer input's length) and the
+    detection runs."""
+    x = np.linspace(0.0, 1.0, n)
+    y = gaussian_smooth(x, 1.0)
+    assert y.shape == (n,)
+    assert np.all(np.diff(y) >= -1e-12) and y.min() >= 0.0 and y.max() <= 1.0  # a weighted mean
+    p = np.full(n, 0.9)
+    starts = np.arange(n) * HOP
+    det = detect_from_sequences(p, p, starts, (n - 1) * HOP + WIN, DetectionParams(), 0.9,
+                                np.zeros(n))
+    assert len(det.segments) == 1 and det.score.shape == (n,)
 
 
 def test_class_stems_and_routing() -> None:
