@@ -8,6 +8,9 @@ Cases (all deterministic):
   stem (its loudest 2 s inside the first section). Plus the real MUSDB18 excerpt in
   ``../shared/fixtures/real_stems`` (7 s, stems as recorded, query: 2 s of each stem).
 * **absent** — the query of song ``i``'s stem X searched in song ``i+1``'s mix *without* stem X.
+* **real absent** — the vocals of each real recording in ``../shared/fixtures/real_stems``
+  (MUSDB18 excerpt, iKala and MIR-1K clips; query: its loudest 2 s, or 3/4 of a shorter clip)
+  searched in each one's instrumental part (accompaniment, or drums + bass + other).
 
 Truth: a stem is active in a 0.5-s frame when its RMS there is within 40 dB of its loudest
 frame's. Predicted: the frame's centre lies in a segment. Segment F1 over all frames of a case.
@@ -20,7 +23,9 @@ detector: the AST on the mix, class 0.6 and cosine 0.5 gates, no stem gate; our 
 normalised, 92nd percentile, cosine never applied; our mask), ``oracle_segments`` (true activity
 as segments, our mask: the mask's ceiling), ``oracle_seed_mask_values`` (true segments, the
 seed's query-profile weight 0.25 and mask floor 0.08 instead of ours), ``ours_query_only`` (our
-detection, ``prior=none``: the mask from the query's own spectra).
+detection, ``prior=none``: the mask from the query's own spectra), ``ours_vocal_stem_alone``
+(ours with ``stem_alone_for=("vocals",)``: an unsure query the U-Net hears as vocals is found by
+the vocal stem's level alone).
 Speed: the whole engine (detection + separation) on a 4-minute stereo 44.1 kHz song (the bench
 songs concatenated) with 2 torch threads.
 
@@ -32,6 +37,7 @@ Prints tables and writes ``bench/results/query.json``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -171,11 +177,14 @@ class Runner:
     def detections(self, mix: Audio, query: Audio) -> dict[str, Any]:
         s = self.sequences(mix, query)
         det = gate_analysis(s["info"], s["analysis"], mix.duration_seconds, self.params)  # as detect_segments
+        alone = gate_analysis(s["info"], s["analysis"], mix.duration_seconds,
+                              dataclasses.replace(self.params, stem_alone_for=("vocals",)))
         # the detector before the U-Net gate: the AST on the mix, class 0.6 and cosine 0.5 gates
         before = DetectionParams(use_stem_gate=False, listen="mix", class_threshold=0.6, cosine_threshold=0.5)
         no_stem = detect_from_sequences(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds, before,
                                         s["info"].class_probability)
         return {"ours": det.segments, "ours_without_stem_gate": no_stem.segments,
+                "ours_vocal_stem_alone": alone.segments,
                 "seed_gating": seed_gating(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds),
                 "prior": s["prior"],
                 "meta": {"class": s["info"].class_name, "class_p": s["info"].class_probability,
@@ -204,6 +213,7 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
         "oracle_segments": (oracle, run.mask, True),
         "oracle_seed_mask_values": (oracle, SEED_MASK, True),
         "ours_query_only": (d["ours"], MaskParams(prior="none"), False),
+        "ours_vocal_stem_alone": (d["ours_vocal_stem_alone"], run.mask, True),
     }
     for key, (segs, mp, use_prior) in variants.items():
         row[f"{key}_f1"] = round(f1(truth, predicted(segs, frames)), 4)
@@ -217,7 +227,7 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
     return row
 
 
-ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating")
+ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating", "ours_vocal_stem_alone")
 
 
 def absent_case(run: Runner, name: str, mix: Audio, query: Audio) -> dict[str, Any]:
@@ -227,6 +237,29 @@ def absent_case(run: Runner, name: str, mix: Audio, query: Audio) -> dict[str, A
         row[f"{k}_segments"] = len(d[k])
         row[f"{k}_seconds_flagged"] = round(sum(s.duration for s in d[k]), 2)
     return row
+
+
+def real_absent_cases() -> list[tuple[str, Audio, Audio]]:
+    """``(name, instrumental mix, vocal query)``: every real recording's vocals in every one's
+    instrumental part."""
+    root = SHARED_FIXTURES / "real_stems"
+    if not root.is_dir():
+        return []
+    songs: dict[str, tuple[Audio, Audio]] = {}
+    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
+        st = {p.stem: load_audio(p) for p in folder.glob("*.flac")}
+        if "vocals" not in st:
+            continue
+        inst = (st["accompaniment"] if "accompaniment" in st
+                else Audio(sum(st[k].samples for k in ("drums", "bass", "other")), st["vocals"].sample_rate))
+        songs[folder.name] = (st["vocals"], inst)
+    out = []
+    for qn, (voc, _) in songs.items():
+        seconds = min(2.0, 0.75 * voc.duration_seconds)
+        query = Audio(loudest_excerpt(voc.samples, voc.sample_rate, seconds), voc.sample_rate)
+        for mn, (_, inst) in songs.items():
+            out.append((f"{qn} vocals in {mn}'s instrumental", inst, query))
+    return out
 
 
 def real_cases() -> list[tuple[str, dict[str, np.ndarray], int]]:
@@ -331,8 +364,12 @@ def main() -> None:
             query = Audio(loudest_excerpt(stems[stem], rate), rate)
             present.append(present_case(run, f"{name}/{stem}", mix, query, stems[stem]))
             print(present[-1], flush=True)
+    real_absent: list[dict[str, Any]] = []
+    for name, mix, query in real_absent_cases():
+        real_absent.append(absent_case(run, name, mix, query))
+        print(real_absent[-1], flush=True)
     keys = ["ours", "ours_without_stem_gate", "seed_gating", "oracle_segments", "oracle_seed_mask_values",
-            "ours_query_only"]
+            "ours_query_only", "ours_vocal_stem_alone"]
     summary = {k: {"f1": _mean(present, f"{k}_f1"), "si_sdr_db": _mean(present, f"{k}_si_sdr"),
                    "si_sdr_median_db": _median(present, f"{k}_si_sdr")} for k in keys}
     per_stem = {s: {k: {"f1": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_f1"),
@@ -342,6 +379,8 @@ def main() -> None:
     for k in ABSENT_KEYS:
         false_alarm[k] = round(float(np.mean([r[f"{k}_segments"] > 0 for r in absent])), 3) if absent else None
         false_alarm[f"{k}_seconds_flagged_mean"] = _mean(absent, f"{k}_seconds_flagged")
+        false_alarm[f"{k}_real"] = (round(float(np.mean([r[f"{k}_segments"] > 0 for r in real_absent])), 3)
+                                    if real_absent else None)
     print()
     print(table([{"method": k, **v} for k, v in summary.items()], ["method", "f1", "si_sdr_db", "si_sdr_median_db"]))
     print()
@@ -353,11 +392,11 @@ def main() -> None:
     payload: dict[str, Any] = {
         "description": __doc__.split("\n\n")[0] if __doc__ else "",
         "cases": {"present": len(present), "absent": len(absent), "songs": [n for n, _ in songs],
-                  "real": [n for n, _, _ in real_cases()]},
+                  "real": [n for n, _, _ in real_cases()], "real_absent": len(real_absent)},
         "detection_parameters": run.params.to_json(), "mask_parameters": run.mask.to_json(),
         "ast_card_status": run.embedder.card.get("status", ""),
         "summary": summary, "per_stem": per_stem, "false_alarm": false_alarm,
-        "present": present, "absent": absent,
+        "present": present, "absent": absent, "real_absent": real_absent,
     }
     if not args.no_speed:
         payload["speed"] = speed(args.songs, args.repeats)

@@ -83,9 +83,10 @@ class QuerySeparator(Separator):
         Parameter("class_must_match_stem", True, "The class gate applies only when the query's class "
                   "belongs to the stem the U-Net hears the query in (when the two models disagree, "
                   "the class is not trusted).", kind="bool"),
-        Parameter("stem_alone_for", "vocals", "When the AST is unsure of the query's class and the U-Net "
+        Parameter("stem_alone_for", "none", "When the AST is unsure of the query's class and the U-Net "
                   "hears the query as one of these stems, that stem's level alone finds it (the AST was "
-                  "trained on synthesized singing; real voices can puzzle it).", kind="choice",
+                  "trained on synthesized singing; real voices can puzzle it). Off by default: on real "
+                  "instrumental recordings it can find vocals that are not there.", kind="choice",
                   choices=("none", "vocals", "vocals+drums+bass")),
         Parameter("use_cosine_gate", True, "Apply the similarity gate (off: class only).", kind="bool"),
         Parameter("hysteresis", 0.1, "How far both gates are lowered to extend a segment around "
