@@ -7,19 +7,17 @@
 The engine never imports Qt; this file is where the GUI is handed to the command line.
 """
 
-import os
 import sys
 from pathlib import Path
 
-# Before torch is imported: back torch's large CPU tensors with transparent huge pages (Linux;
-# ignored elsewhere), and keep freed memory in the process for the next chunk instead of
-# faulting it in again (engine/runtime.py). bench/bench_query.py --speed-only measures both
-# (UNMIX_KEEP_MEMORY=0 or THP_MEM_ALLOC_ENABLE=0 to compare; the README has the table).
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from engine.runtime import configure_memory  # noqa: E402
 
+# Before torch is imported: keep freed memory in the process for the next chunk instead of
+# faulting it in again, and default torch's huge-page allocation on (engine/runtime.py).
+# bench/bench_query.py --speed-only measures both (UNMIX_KEEP_MEMORY=0 or
+# THP_MEM_ALLOC_ENABLE=0 to compare; the README has the table).
 configure_memory()
 
 from engine.cli import main as cli_main  # noqa: E402

@@ -50,8 +50,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.runtime import configure_memory  # noqa: E402
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py does, before torch is imported
-KEEP_MEMORY = configure_memory()
+KEEP_MEMORY = configure_memory()  # as app.py does, before torch is imported
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

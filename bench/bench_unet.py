@@ -39,8 +39,7 @@ sys.path.insert(0, str(REPO))
 
 from engine.runtime import configure_memory  # noqa: E402
 
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")  # as app.py does, before torch is imported
-KEEP_MEMORY = configure_memory()
+KEEP_MEMORY = configure_memory()  # as app.py does, before torch is imported
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -172,8 +171,6 @@ def speed(unet: UNetSeparator, song: Audio, repeats: int) -> dict[str, Any]:
 _MEMORY_CHILD = """
 import sys, time, numpy as np
 sys.path.insert(0, {repo!r})
-import os
-os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 from engine.runtime import configure_memory
 configure_memory()  # as app.py does
 from engine.audio import Audio

@@ -46,7 +46,7 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from bench.bench_query import gate, loudest_excerpt  # noqa: E402
+from bench.bench_query import f1, gate, loudest_excerpt  # noqa: E402
 from bench.common import table, write_results  # noqa: E402
 from engine.audio import Audio  # noqa: E402
 from engine.models.ast import QueryEmbedder, load_query_embedder  # noqa: E402
@@ -99,14 +99,6 @@ def window_truth(target: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
     return out
 
 
-def query_routing(query_np: np.ndarray) -> str:
-    """The stem the 4-stem U-Net puts most of the prepared query's energy in."""
-    from engine.query.masking import query_stem_shares
-
-    q, _ = prepare_query(Audio(query_np, RATE))
-    return routed_stem(query_stem_shares(q, RATE))
-
-
 def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
              target: np.ndarray | None) -> dict[str, Any]:
     mix, query = Audio(mix_np.astype(np.float32), RATE), Audio(query_np, RATE)
@@ -116,7 +108,8 @@ def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
     heard = analyse_for_query(emb, mix, q, DetectionParams(listen="stem"))  # the stem estimate
     level, probs_s, embs_s = heard.level, heard.probs, heard.embeddings
     assert heard.prior is not None
-    return {"routed_stem": routed_stem(heard.prior.shares),"starts": starts, "p": probs[:, info.class_index], "c": embs @ info.embedding, "level": level,
+    return {"routed_stem": routed_stem(heard.prior.shares), "starts": starts, "p": probs[:, info.class_index],
+            "c": embs @ info.embedding, "level": level,
             "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
             "query_p": info.class_probability, "class": info.class_name, "truth": window_truth(target, starts),
             "duration": mix.duration_seconds}
@@ -149,15 +142,7 @@ def cases(seeds: list[int]) -> Any:
 def collect(emb: QueryEmbedder, seeds: list[int], tag: str) -> list[dict[str, Any]]:
     path = CACHE / f"{tag}_{seeds[0]}_{len(seeds)}.npy"
     if path.exists():
-        rows = list(np.load(path, allow_pickle=True))
-        if all("routed_stem" in r for r in rows):
-            return rows
-        # cached before the routing was recorded: add it (it depends on the query only)
-        routed = {name: query_routing(query) for name, _, _, _, query, _ in cases(seeds)}
-        for r in rows:
-            r["routed_stem"] = routed[r["case"]]
-        np.save(path, np.array(rows, dtype=object), allow_pickle=True)
-        return rows
+        return list(np.load(path, allow_pickle=True))
     rows = []
     for name, kind, stem, mix, query, target in cases(seeds):
         rows.append({"case": name, "kind": kind, "stem": stem, **features(emb, mix, query, target)})
@@ -180,9 +165,7 @@ def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, A
             pred = np.zeros(mids.size, bool)
             for s in det.segments:
                 pred |= (mids >= s.start) & (mids < s.end)
-            t = r["truth"]
-            tp, fp, fn = float(np.sum(t & pred)), float(np.sum(~t & pred)), float(np.sum(t & ~pred))
-            f1s.append(1.0 if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
+            f1s.append(f1(r["truth"], pred))
         else:
             fired[r["kind"]].append(bool(det.segments))
     return {"f1": float(np.mean(f1s)), "absent_fired": float(np.mean(fired["absent"])) if fired["absent"] else 0.0,

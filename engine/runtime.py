@@ -19,8 +19,9 @@ job with the setting only for inputs up to :data:`LONG_INPUT_SECONDS` (glibc's d
 and hands free memory back to the system (``malloc_trim``) when the job ends.
 
 ``UNMIX_KEEP_MEMORY=0`` in the environment switches it off (to compare, or on a machine short
-of memory). ``THP_MEM_ALLOC_ENABLE`` (torch's huge-page allocation) is left to the user; it
-helps with glibc's defaults but not with memory kept this way.
+of memory). :func:`configure_memory` also defaults ``THP_MEM_ALLOC_ENABLE`` to 1 (torch's
+huge-page allocation, read when torch is imported; a value already set is kept): it helps with
+glibc's defaults but not measurably with memory kept this way.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ _MMAP_MAX_DEFAULT = 65536
 #: ``UNMIX_LONG_INPUT_SECONDS`` in the environment moves the limit (to compare).
 LONG_INPUT_SECONDS = 480.0
 
+_state: dict[str, Any] = {"long_jobs": 0}
+_lock = threading.Lock()
+
 
 def _long_input_seconds() -> float:
     text = os.environ.get("UNMIX_LONG_INPUT_SECONDS")
@@ -59,14 +63,13 @@ def _long_input_seconds() -> float:
         return LONG_INPUT_SECONDS
     return value
 
-_state: dict[str, Any] = {"long_jobs": 0}
-_lock = threading.Lock()
-
 
 def configure_memory() -> bool:
-    """Apply the settings once per process; True when they are in effect."""
+    """Apply the settings once per process (before torch is imported); True when the kept-memory
+    setting is in effect."""
     if "applied" in _state:
-        return _state["applied"]
+        return bool(_state["applied"])
+    os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
     applied = False
     if os.environ.get("UNMIX_KEEP_MEMORY", "1") != "0" and sys.platform.startswith("linux"):
         try:

@@ -441,17 +441,20 @@ def detect_from_sequences(
     """
     p = gaussian_smooth(np.asarray(class_probability, dtype=np.float64), params.smoothing_windows)
     c = gaussian_smooth(np.asarray(cosine, dtype=np.float64), params.smoothing_windows)
+    level = (None if stem_level_db is None
+             else gaussian_smooth(np.asarray(stem_level_db, dtype=np.float64), params.smoothing_windows))
     use_class = (params.use_class_gate and query_class_probability >= params.query_class_confidence
                  and (class_matches_stem or not params.class_must_match_stem))
-    stem_alone = (stem_level_db is not None and params.use_stem_gate and routed in params.stem_alone_for
+    stem_alone = (level is not None and params.use_stem_gate and routed in params.stem_alone_for
                   and query_class_probability < params.query_class_confidence)
-    use_cos = params.use_cosine_gate or not (use_class or stem_alone)  # never gate on nothing
+    # never gate on nothing; with the stem standing in, the AST's similarity is not trusted either
+    use_cos = not stem_alone and (params.use_cosine_gate or not use_class)
     w = params.class_weight if use_class else 0.0  # an unusable class does not score either
-    score = np.clip(w * p + (1.0 - w) * c, 0.0, 1.0)
     if stem_alone:
-        use_cos = False  # the AST cannot judge this query; the stem's power share scores it
-        score = np.clip(10.0 ** (gaussian_smooth(np.asarray(stem_level_db, dtype=np.float64),
-                                                 params.smoothing_windows) / 10.0), 0.0, 1.0)
+        assert level is not None
+        score = np.clip(10.0 ** (level / 10.0), 0.0, 1.0)  # the stem's share of the window's power
+    else:
+        score = np.clip(w * p + (1.0 - w) * c, 0.0, 1.0)
     h = params.hysteresis
     full = np.ones(p.shape, dtype=bool)
     low = np.ones(p.shape, dtype=bool)
@@ -461,12 +464,9 @@ def detect_from_sequences(
     if use_cos:
         full &= c >= params.cosine_threshold
         low &= c >= params.cosine_threshold - h
-    level: np.ndarray | None = None
-    if stem_level_db is not None:
-        level = gaussian_smooth(np.asarray(stem_level_db, dtype=np.float64), params.smoothing_windows)
-        if params.use_stem_gate:
-            full &= level >= params.stem_threshold_db
-            low &= level >= params.stem_threshold_db - params.stem_hysteresis_db
+    if level is not None and params.use_stem_gate:
+        full &= level >= params.stem_threshold_db
+        low &= level >= params.stem_threshold_db - params.stem_hysteresis_db
     if params.percentile > 0 and full.any():
         full &= score >= np.percentile(score[full], params.percentile)
     active = hysteresis_runs(full, low)
