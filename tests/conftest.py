@@ -1,8 +1,8 @@
 """Shared test fixtures.
 
-``shared_fixtures`` is ``<repo>/../shared/fixtures`` (the peer metric suite and real stems). In a
-user's clone it may be absent: tests that need it skip with a reason, except under CI, where its
-absence is a failure.
+``shared_fixtures`` is ``<repo>/../shared/fixtures`` (the peer metric suite and real stems; see
+:func:`_find_shared_fixtures` for a clone made elsewhere). In a user's clone it may be absent:
+tests that need it skip with a reason, except under CI, where its absence is a failure.
 """
 
 from __future__ import annotations
@@ -28,7 +28,29 @@ if os.environ.get("UNMIX_BLOCK_QT"):
             return None
 
     sys.meta_path.insert(0, _BlockQt())
-SHARED_FIXTURES = (REPO_ROOT / ".." / "shared" / "fixtures").resolve()
+
+
+def _find_shared_fixtures() -> Path:
+    """``<repo>/../shared/fixtures``; else ``$UNMIX_SHARED_FIXTURES``; else, for a clone made
+    elsewhere (e.g. under a temporary folder), the same place beside the repository it was cloned
+    from (``remote.origin.url`` when that is a local path)."""
+    beside = (REPO_ROOT / ".." / "shared" / "fixtures").resolve()
+    candidates = [beside]
+    if os.environ.get("UNMIX_SHARED_FIXTURES"):
+        candidates.append(Path(os.environ["UNMIX_SHARED_FIXTURES"]).resolve())
+    try:
+        import subprocess
+
+        origin = subprocess.run(["git", "-C", str(REPO_ROOT), "config", "--get", "remote.origin.url"],
+                                capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and Path(origin).is_dir():
+        candidates.append((Path(origin).resolve() / ".." / "shared" / "fixtures").resolve())
+    return next((c for c in candidates if c.is_dir()), beside)
+
+
+SHARED_FIXTURES = _find_shared_fixtures()
 
 
 @pytest.fixture(scope="session")
