@@ -12,6 +12,11 @@ buffer is an audible click):
   callback applies a serial it has not seen. The playhead is published as a plain int that a
   ~30 Hz GUI timer polls.
 
+A lane at a fractional timeline offset (an acapella aligned to a fraction of a sample) plays
+through a windowed-sinc fractional delay (:func:`fractional_delay_taps`, applied tap by tap in
+the callback with the same preallocated scratch), so the invert-check's live null is as deep as
+the meter's; whole-frame offsets stay sample-exact.
+
 Lanes at another sample rate than the session are resampled once when they are set. With no
 output device, or without the PortAudio library, the player still works as a model (seek, loop,
 lanes) and says why it cannot play in :attr:`Player.status_message`.
@@ -137,18 +142,47 @@ def _sounddevice_stream(**kwargs: Any) -> OutputStreamLike:
     return _sd.OutputStream(dtype="float32", latency="low", **kwargs)  # type: ignore[no-any-return]
 
 
+#: Half-length of the fractional-delay filter (taps = 2 × this).
+FRACTIONAL_HALF_TAPS = 32
+#: Offsets within this many frames of a whole frame play as that whole frame.
+_WHOLE_FRAME_TOLERANCE = 1e-6
+
+
+def fractional_delay_taps(fraction: float, half: int = FRACTIONAL_HALF_TAPS) -> np.ndarray:
+    """Taps ``h`` (float64, ``2 * half``): the band-limited value of ``x`` at the position
+    ``j - fraction`` is ``sum_i h[i] * x[j + i - half]`` (``0 < fraction < 1``).
+
+    A Kaiser-windowed sinc (β 9), normalised to unit DC gain.
+    """
+    k = np.arange(2 * half, dtype=np.float64) - half  # source offsets relative to j
+    t = k + fraction  # distance of each source sample from the read position
+    window = np.kaiser(2 * half + 1, 9.0)
+    # the window centred on the read position: sample it at t (linear interpolation is plenty)
+    w = np.interp(t, np.arange(-half, half + 1, dtype=np.float64), window)
+    h = np.sinc(t) * w
+    result: np.ndarray = h / h.sum()
+    return result
+
+
 @dataclass
 class _LaneState:
     samples: np.ndarray  # float32 (channels, frames) at the session rate
-    offset_frames: int
+    offset_frames: float
     gain_db: float = 0.0
     mute: bool = False
     solo: bool = False
     polarity: int = 1
 
 
-# One mixing step: add ``coef * row[k - offset]`` into output channel ``out_channel``.
-_PlanEntry = tuple[np.ndarray, int, int, float]  # (row (frames,), offset, out_channel, coef)
+# One mixing step: add ``coef * row[k - offset]`` into output channel ``out_channel``; with taps
+# (a fractional offset: ``offset`` is its floor), ``coef * sum_i taps[i] * row[k - offset + i - half]``.
+_PlanEntry = tuple[np.ndarray, int, int, float, "tuple[float, ...] | None"]
+# (row (frames,), offset, out_channel, coef, taps × coef or None)
+
+
+def _plan_entry(row: np.ndarray, offset: int, channel: int, coef: float, taps: np.ndarray | None) -> _PlanEntry:
+    scaled = None if taps is None else tuple(float(np.float32(coef * t)) for t in taps)
+    return (row, offset, channel, coef, scaled)
 
 
 class Player:
@@ -261,8 +295,8 @@ class Player:
             samples: float32 ``(channels, frames)`` at ``sample_rate`` (kept by reference when
                 the rate matches the session's; otherwise resampled once, here).
             sample_rate: rate of ``samples`` (Hz).
-            offset_frames: where sample 0 plays on the session timeline (session frames,
-                rounded to the nearest frame for playback).
+            offset_frames: where sample 0 plays on the session timeline (session frames;
+                a fraction plays through a fractional-delay filter).
             gain_db, mute, solo, polarity: the lane's settings.
         """
         if samples.ndim == 1:
@@ -271,7 +305,7 @@ class Player:
             samples = resample(samples, int(sample_rate), self.sample_rate)
         samples = np.ascontiguousarray(samples, dtype=np.float32)
         self._lanes[lane_id] = _LaneState(
-            samples, int(round(offset_frames)), float(gain_db), bool(mute), bool(solo),
+            samples, float(offset_frames), float(gain_db), bool(mute), bool(solo),
             1 if polarity >= 0 else -1,
         )
         if lane_id not in self._order:
@@ -299,7 +333,7 @@ class Player:
         if polarity is not None:
             lane.polarity = 1 if polarity >= 0 else -1
         if offset_frames is not None:
-            lane.offset_frames = int(round(offset_frames))
+            lane.offset_frames = float(offset_frames)
         self._rebuild_plan()
 
     def remove_lane(self, lane_id: str) -> None:
@@ -336,7 +370,13 @@ class Player:
         length = 0
         for lane_id in self._order:
             lane = self._lanes[lane_id]
-            length = max(length, lane.offset_frames + lane.samples.shape[1])
+            whole = round(lane.offset_frames)
+            if abs(lane.offset_frames - whole) <= _WHOLE_FRAME_TOLERANCE:
+                offset, taps = int(whole), None
+            else:
+                offset = int(np.floor(lane.offset_frames))
+                taps = fractional_delay_taps(lane.offset_frames - offset)
+            length = max(length, offset + lane.samples.shape[1] + (1 if taps is not None else 0))
             gain = self._effective_gain(lane, any_solo)
             if gain == 0.0:
                 continue
@@ -344,13 +384,13 @@ class Player:
             for k in range(lane_ch):
                 row = lane.samples[k]
                 if lane_ch == self.channels:
-                    plan.append((row, lane.offset_frames, k, gain))
+                    plan.append(_plan_entry(row, offset, k, gain, taps))
                 elif lane_ch == 1:
-                    plan.extend((row, lane.offset_frames, c, gain) for c in range(self.channels))
+                    plan.extend(_plan_entry(row, offset, c, gain, taps) for c in range(self.channels))
                 elif self.channels == 1:
-                    plan.append((row, lane.offset_frames, 0, gain / lane_ch))
+                    plan.append(_plan_entry(row, offset, 0, gain / lane_ch, taps))
                 elif k < self.channels:
-                    plan.append((row, lane.offset_frames, k, gain))
+                    plan.append(_plan_entry(row, offset, k, gain, taps))
         self._length = max(length, 0)
         self._plan = tuple(plan)
 
@@ -489,8 +529,11 @@ class Player:
     def _mix(self, plan: tuple[_PlanEntry, ...], out: np.ndarray, dst0: int, pos: int, n: int) -> None:
         """Add ``n`` frames from session frame ``pos`` into ``out[dst0:dst0 + n]``."""
         scratch = self._scratch
-        for row, offset, channel, coef in plan:
+        for row, offset, channel, coef, taps in plan:
             first = pos - offset  # lane frame at out[dst0]
+            if taps is not None:
+                self._mix_fractional(row, first, channel, taps, out, dst0, n)
+                continue
             a = first if first > 0 else 0
             b = first + n
             if b > row.shape[0]:
@@ -504,3 +547,29 @@ class Player:
                 dst = out[dst0 + a - first : dst0 + a - first + m, channel]
                 np.add(dst, tmp, out=dst)
                 a += m
+
+    def _mix_fractional(self, row: np.ndarray, first: int, channel: int, taps: tuple[float, ...],
+                        out: np.ndarray, dst0: int, n: int) -> None:
+        """Add ``sum_i taps[i] * row[first + r + i - half]`` into ``out[dst0 + r, channel]`` for
+        ``r < n`` (out-of-range lane frames are zeros): one multiply-add per tap, in pieces of
+        the scratch's length, with no allocation."""
+        scratch = self._scratch
+        half = len(taps) // 2
+        size = row.shape[0]
+        r0 = 0
+        while r0 < n:
+            m = n - r0
+            if m > _SCRATCH_FRAMES:
+                m = _SCRATCH_FRAMES
+            base = first + r0 - half  # lane frame read by tap 0 for output r0
+            for i, tap in enumerate(taps):
+                src = base + i
+                lo = -src if src < 0 else 0
+                hi = size - src if size - src < m else m
+                if hi <= lo:
+                    continue
+                tmp = scratch[: hi - lo]
+                np.multiply(row[src + lo : src + hi], tap, out=tmp)
+                dst = out[dst0 + r0 + lo : dst0 + r0 + hi, channel]
+                np.add(dst, tmp, out=dst)
+            r0 += m
