@@ -11,7 +11,7 @@ functions that write the model card (:mod:`engine.training.ast_train`). Plus a l
 recordings (``../shared/fixtures/real_stems``, if present): the top class of each real stem's
 loudest windows and the vocal detection AUC in the real mixes.
 
-    .venv/bin/python bench/bench_ast.py [--repeats 3] [--no-quality]
+    .venv/bin/python bench/bench_ast.py [--repeats 3] [--no-quality] [--config C.json] [--weights W --out NAME]
 
 Prints tables and writes ``bench/results/ast.json``.
 """
@@ -102,8 +102,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--no-quality", action="store_true")
+    ap.add_argument("--config", default=str(REPO / "engine" / "training" / "configs" / "ast_cpu_voices.json"),
+                    help="training config whose validation songs are used (its cache, voices)")
+    ap.add_argument("--weights", type=Path, help="another AST weights file (default: the shipped one)")
+    ap.add_argument("--out", default="ast", help="results name (bench/results/NAME.json)")
     a = ap.parse_args()
-    embedder = load_query_embedder("cpu")
+    embedder = load_query_embedder("cpu", a.weights)
     card = embedder.card
     payload: dict[str, Any] = {"model": {"sha256": card.get("sha256"), "status": card.get("status"),
                                          "parameters": card.get("parameters"), "tokens": embedder.config.tokens},
@@ -123,7 +127,8 @@ def main() -> int:
             sampler_config,
         )
 
-        cfg = _load_config(str(REPO / "engine" / "training" / "configs" / "ast_cpu.json"), {})
+        cfg = _load_config(a.config, {})
+        payload["validation_config"] = {k: cfg[k] for k in ("cache", "val_seeds", "recorded_voice_share")}
         cfg["cache"] = str(REPO / cfg["cache"])
         songs = load_songs(cfg, "val")
         sampler = WindowSampler(songs, CLASSES, embedder.config.window_samples, sampler_config(cfg), 12345)
@@ -156,7 +161,7 @@ def main() -> int:
                 for key in ("validation", "real_stems"):
                     if key in previous:
                         payload[key] = previous[key]
-    path = write_results("ast", payload)
+    path = write_results(a.out, payload)
     print(f"\nwrote {path}")
     return 0
 

@@ -14,8 +14,9 @@ apt_run=(libportaudio2 libsndfile1 libegl1 libgl1 libglib2.0-0 libfontconfig1 li
   libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 libxcb-xinerama0 libxcb-randr0
   libxcb-shape0 libxcb-xfixes0 libxcb-xkb1 python3-venv)
 # Tests and tools: a virtual screen, PDF rendering, a soundfont synthesizer and voice for the
-# song synthesizer, a null PulseAudio sink for playback tests.
-apt_dev=(xvfb xauth poppler-utils sox fluidsynth fluid-soundfont-gm espeak-ng pulseaudio
+# song synthesizer (espeak-ng formant voices, flite recorded-speaker voices), a null PulseAudio
+# sink for playback tests.
+apt_dev=(xvfb xauth poppler-utils sox fluidsynth fluid-soundfont-gm espeak-ng flite pulseaudio
   pulseaudio-utils alsa-utils libasound2-plugins)
 
 want=("${apt_run[@]}")

@@ -9,7 +9,6 @@ single-threaded, and it writes 32-bit float WAV so there is no dither noise.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import tempfile
 from collections.abc import Sequence
@@ -18,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from engine.synth.errors import SynthUnavailable
+from engine.synth.errors import SynthUnavailable, require_tool
 from engine.synth.midi import write_midi
 from engine.synth.score import Track
 
@@ -80,10 +79,7 @@ def find_soundfont(explicit: str | Path | None = None) -> Path:
 
 def fluidsynth_binary() -> str:
     """Path of the fluidsynth CLI; :class:`SynthUnavailable` if it is not installed."""
-    found = shutil.which("fluidsynth")
-    if not found:
-        raise SynthUnavailable("rendering instruments needs fluidsynth (Debian package 'fluidsynth')")
-    return found
+    return require_tool("fluidsynth", "rendering instruments needs fluidsynth (Debian package 'fluidsynth')")
 
 
 def fluidsynth_version() -> str:

@@ -1,16 +1,18 @@
-"""A sung line from a TTS voice: espeak-ng speaks each syllable, WORLD re-sings it on the melody.
+"""A sung line from a TTS voice: espeak-ng (formant voices) or flite (voices built from recordings
+of real speakers) speaks each syllable, WORLD re-sings it on the melody.
 
-Per syllable (cached per word within a call): espeak-ng speaks the word at 22.05 kHz; WORLD
+Per syllable (cached per word within a call): the TTS speaks the word (espeak-ng at 22.05 kHz,
+flite at 16 kHz); WORLD
 (``pyworld``: DIO + StoneMask F0, CheapTrick spectral envelope, D4C aperiodicity, 5 ms frames)
 analyses it. Per note the envelope frames are time-warped to the note length — onset consonant
 and vowel transitions at natural speed, the steady middle of the vowel stretched — and the F0 is
 replaced by the melody contour (raised-cosine glides between legato notes, a scoop into detached
 notes, delayed vibrato, slow pitch drift). The envelope can be formant-shifted, breathiness
-raises the aperiodicity, and above espeak's 11 kHz band the envelope is extended with a falling
+raises the aperiodicity, and above the speech's band (11 or 8 kHz) the envelope is extended with a falling
 tilt and mostly-aperiodic "air" so the voice is not band-limited at the output rate. Each phrase
 is synthesised once with WORLD at the output rate.
 
-Everything is deterministic: espeak-ng and WORLD have no hidden randomness, and every random
+Everything is deterministic: espeak-ng, flite and WORLD have no hidden randomness, and every random
 choice here comes from the generator passed in.
 """
 
@@ -28,7 +30,7 @@ import numpy as np
 import soundfile as sf
 
 from engine.errors import Cancelled
-from engine.synth.errors import SynthUnavailable
+from engine.synth.errors import SynthUnavailable, require_tool
 from engine.synth.score import VocalNote
 
 FRAME_PERIOD_MS = 5.0
@@ -76,7 +78,7 @@ class SingerSettings:
     """How the line is sung. Pitch units are cents; times seconds.
 
     Attributes:
-        voice: espeak-ng voice (e.g. ``"en-us+f3"``).
+        voice: espeak-ng voice (e.g. ``"en-us+f3"``) or ``"flite:<name>"`` (e.g. ``"flite:slt"``).
         speak_rate_wpm: espeak-ng speaking rate (slower gives longer vowels to stretch).
         formant_shift: spectral-envelope frequency scale (>1 raises formants: smaller head).
         breathiness: 0..1, how much of the voiced spectrum becomes aperiodic (breath).
@@ -146,28 +148,81 @@ class _Syllable:
     level: float  # mean log power of the nucleus (for level normalisation)
 
 
+#: Voices built from recordings of real speakers (Flite's CMU ARCTIC / diphone voices), used as
+#: ``"flite:<name>"``. Their WORLD envelopes carry a real vocal tract's detail, which espeak-ng's
+#: formant voices lack; a model trained on both hears real singers better.
+RECORDED_VOICES: dict[str, tuple[str, ...]] = {
+    "low": ("flite:rms", "flite:awb", "flite:kal16"),
+    "high": ("flite:slt",),
+}
+
+
+def flite_binary() -> str:
+    """Path of flite; :class:`SynthUnavailable` if it is not installed."""
+    return require_tool("flite", "recorded-speaker voices need flite (Debian package 'flite')")
+
+
+def recorded_voices_available() -> bool:
+    """Whether the ``flite:`` voices can be spoken on this machine."""
+    return shutil.which("flite") is not None
+
+
+_FLITE_VOICES: tuple[str, ...] | None = None
+
+
+def flite_voices() -> tuple[str, ...]:
+    """The voices this flite has built in (``flite -lv``; flite itself falls back to its default
+    voice on an unknown name without a word, so names are checked here)."""
+    global _FLITE_VOICES
+    if _FLITE_VOICES is None:
+        text = subprocess.run([flite_binary(), "-lv"], capture_output=True, text=True, timeout=20).stdout
+        _FLITE_VOICES = tuple(text.split(":", 1)[-1].split())
+    return _FLITE_VOICES
+
+
+def _speech_command(voice: str, rate_wpm: int, word: str, wav_path: str | None) -> list[str]:
+    """The command that speaks ``word``: espeak-ng to stdout, or flite to ``wav_path``."""
+    if voice.startswith("flite:"):
+        if wav_path is None:
+            raise ValueError("flite writes to a file")
+        name = voice.split(":", 1)[1]
+        if name not in flite_voices():
+            raise SynthUnavailable(f"flite has no voice {name!r} (voice {voice!r}); it has: {', '.join(flite_voices())}")
+        # flite speaks at about 170 words per minute; slower speech stretches its durations.
+        stretch = 170.0 / max(rate_wpm, 40)
+        return [flite_binary(), "-voice", name, "--setf",
+                f"duration_stretch={stretch:.3f}", "-t", word, "-o", wav_path]
+    return [espeak_binary(), "-v", voice, "-s", str(rate_wpm), "--stdout", word]
+
+
 def _speak(words: list[str], voice: str, rate_wpm: int) -> dict[str, tuple[np.ndarray, int]]:
-    """Speak each word with espeak-ng (a few processes at a time). Returns word -> (audio, rate)."""
-    binary = espeak_binary()
+    """Speak each word (a few processes at a time). Returns word -> (audio, rate).
+
+    ``voice`` is an espeak-ng voice, or ``"flite:<name>"`` for a recorded-speaker voice.
+    """
+    import tempfile
+
     out: dict[str, tuple[np.ndarray, int]] = {}
     batch = 8
-    for i in range(0, len(words), batch):
-        procs = [
-            (w, subprocess.Popen(
-                [binary, "-v", voice, "-s", str(rate_wpm), "--stdout", w],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            ))
-            for w in words[i : i + batch]
-        ]
-        for w, proc in procs:
-            data, err = proc.communicate(timeout=30)
-            if proc.returncode != 0 or len(data) < 100:
-                raise SynthUnavailable(
-                    f"espeak-ng could not speak {w!r} with voice {voice!r}: "
-                    f"{err.decode(errors='replace').strip() or 'no audio'}"
-                )
-            audio, rate = sf.read(io.BytesIO(data), dtype="float64")
-            out[w] = (audio if audio.ndim == 1 else audio.mean(axis=1), int(rate))
+    with tempfile.TemporaryDirectory(prefix="unmix_speak_") as folder:
+        for i in range(0, len(words), batch):
+            procs = []
+            for j, w in enumerate(words[i : i + batch]):
+                wav = f"{folder}/{i + j}.wav" if voice.startswith("flite:") else None
+                cmd = _speech_command(voice, rate_wpm, w, wav)
+                procs.append((w, wav, subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)))
+            for w, wav, proc in procs:
+                data, err = proc.communicate(timeout=30)
+                if wav is not None and proc.returncode == 0:
+                    with open(wav, "rb") as fh:
+                        data = fh.read()
+                if proc.returncode != 0 or len(data) < 100:
+                    raise SynthUnavailable(
+                        f"could not speak {w!r} with voice {voice!r}: "
+                        f"{err.decode(errors='replace').strip() or 'no audio'}"
+                    )
+                audio, rate = sf.read(io.BytesIO(data), dtype="float64")
+                out[w] = (audio if audio.ndim == 1 else audio.mean(axis=1), int(rate))
     return out
 
 
@@ -179,7 +234,7 @@ def _frequency_map(rate_in: int, fft_in: int, rate_out: int, fft_out: int, forma
     """
     f_out = np.arange(fft_out // 2 + 1) * rate_out / fft_out
     f_src = f_out / formant_shift  # formant shift: the envelope at f comes from f / shift
-    top_hz = 0.95 * rate_in / 2  # espeak's band edge (keep away from its anti-alias slope)
+    top_hz = 0.95 * rate_in / 2  # the speech's band edge (keep away from its anti-alias slope)
     pos = np.minimum(f_src, top_hz) * fft_in / rate_in
     i0 = np.floor(pos).astype(np.int64)
     i1 = np.minimum(i0 + 1, fft_in // 2)

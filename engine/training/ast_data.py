@@ -34,7 +34,7 @@ from engine.synth import effects
 from engine.synth.effects import EqBand
 from engine.synth.instruments import InstrumentRender, find_soundfont
 from engine.synth.score import Note, Score, Track, generate_score
-from engine.synth.singer import random_singer, sing
+from engine.synth.singer import RECORDED_VOICES, random_singer, recorded_voices_available, sing
 
 SAMPLE_RATE = 16000
 #: Class → General MIDI programs rendered for it. The first programs of each "other" family are
@@ -151,17 +151,37 @@ def _active_rms(x: np.ndarray, frame: int = 1024) -> float:
     return float(np.sqrt(np.mean(r[act] ** 2)))
 
 
-def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path | None = None) -> MultitrackSong:
-    """Render one multitrack song (see the module docstring). Deterministic in ``seed``."""
+def song_voice(score: Score, seed: int, recorded_voice_share: float) -> str:
+    """The voice that sings ``score``: its own espeak-ng voice, or with probability
+    ``recorded_voice_share`` (drawn from the seed alone) a recorded-speaker voice of the same
+    register. Raises :class:`~engine.synth.errors.SynthUnavailable` if one is drawn and flite is
+    missing (a cache must not silently depend on what is installed)."""
+    if recorded_voice_share <= 0:
+        return score.voice
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xF117E])
+    if rng.random() >= recorded_voice_share:
+        return score.voice
+    if not recorded_voices_available():
+        from engine.synth.errors import SynthUnavailable
+
+        raise SynthUnavailable("this render asks for recorded-speaker voices: install flite (Debian package 'flite')")
+    return str(rng.choice(RECORDED_VOICES[score.singer]))
+
+
+def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path | None = None,
+                      recorded_voice_share: float = 0.0) -> MultitrackSong:
+    """Render one multitrack song (see the module docstring). Deterministic in ``seed`` (and the
+    share of songs sung by a recorded-speaker voice, see :func:`song_voice`)."""
     t0 = time.perf_counter()
     score = generate_score(seed, duration_seconds)
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xA57])
     tracks = _diversify(score, rng)
     frames = int(round(duration_seconds * SAMPLE_RATE))
     sf2 = find_soundfont(soundfont)
+    voice = song_voice(score, seed, recorded_voice_share)
     with InstrumentRender({t.name: [t] for t in tracks}, score.tempo_bpm, score.bars * 4.0, frames,
                           SAMPLE_RATE, sf2) as job:
-        singer = random_singer(rng, score.voice)
+        singer = random_singer(rng, voice)
         vocal = sing(score.melody, score.seconds_per_beat, duration_seconds, SAMPLE_RATE, singer, rng, {})
         raw = job.result()
     names = [t.name for t in tracks] + ["vocals"]
@@ -181,22 +201,25 @@ def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path
         if rms > 0:
             y *= 10 ** ((-22.0 + float(rng.uniform(-5, 5))) / 20) / rms
         sources[i] = y[0]
-    info = {"style": score.style, "tempo_bpm": score.tempo_bpm, "key": score.key_name,
+    info = {"style": score.style, "tempo_bpm": score.tempo_bpm, "key": score.key_name, "voice": voice,
             "duration_seconds": duration_seconds, "sample_rate": SAMPLE_RATE, "soundfont": sf2.name,
             "seconds": round(time.perf_counter() - t0, 2)}
     return MultitrackSong(int(seed), sources, names, labels, programs, info)
 
 
-def _render_to(seed: int, path: Path, duration_seconds: float) -> str:
-    song = render_multitrack(seed, duration_seconds)
+def _render_to(seed: int, path: Path, duration_seconds: float, recorded_voice_share: float = 0.0) -> str:
+    song = render_multitrack(seed, duration_seconds, recorded_voice_share=recorded_voice_share)
     song.save(path)
-    return f"rendered song {seed} ({song.info['style']}, {', '.join(song.labels)}) in {song.info['seconds']:.1f} s"
+    return (f"rendered song {seed} ({song.info['style']}, {', '.join(song.labels)}, voice {song.info['voice']}) "
+            f"in {song.info['seconds']:.1f} s")
 
 
 def build_cache(seeds: Sequence[int], folder: Path, duration_seconds: float = 30.0,
-                progress: Callable[[str], None] | None = None, workers: int = 1) -> list[Path]:
+                progress: Callable[[str], None] | None = None, workers: int = 1,
+                recorded_voice_share: float = 0.0) -> list[Path]:
     """Render every seed not yet in ``folder`` (``song_<seed>.npz``), in ``workers`` processes;
-    returns all their paths (in seed order)."""
+    returns all their paths (in seed order). A folder holds one ``recorded_voice_share``: use
+    another folder for another share."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"song_{seed}.npz" for seed in seeds]
     todo = [(seed, p) for seed, p in zip(seeds, paths, strict=True) if not p.is_file()]
@@ -205,12 +228,12 @@ def build_cache(seeds: Sequence[int], folder: Path, duration_seconds: float = 30
 
         with ProcessPoolExecutor(workers) as pool:
             for message in pool.map(_render_to, [s for s, _ in todo], [p for _, p in todo],
-                                    [duration_seconds] * len(todo)):
+                                    [duration_seconds] * len(todo), [recorded_voice_share] * len(todo)):
                 if progress is not None:
                     progress(message)
     else:
         for seed, p in todo:
-            message = _render_to(seed, p, duration_seconds)
+            message = _render_to(seed, p, duration_seconds, recorded_voice_share)
             if progress is not None:
                 progress(message)
     return paths

@@ -75,6 +75,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "train_seeds": [10000, 200],  # [first, count]
     "val_seeds": [90000, 24],
     "song_seconds": 30.0,
+    "recorded_voice_share": 0.0,  # songs sung by a flite (recorded-speaker) voice; see ast_data.song_voice
     "render_workers": 1,
     "model": {},
     "sampler": {},
@@ -83,6 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "weight_decay": 0.05,
     "warmup_steps": 150,
     "total_steps": 3000,
+    "schedule_start_step": 0,
     "min_lr_fraction": 0.05,
     "grad_clip": 1.0,
     "temperature": 0.1,
@@ -107,8 +109,15 @@ def load_songs(config: dict[str, Any], split: str) -> list[MultitrackSong]:
     folder = Path(config["cache"]) / split
     seeds = _seeds(config["train_seeds" if split == "train" else "val_seeds"])
     paths = build_cache(seeds, folder, float(config["song_seconds"]), progress=print,
-                        workers=int(config["render_workers"]))
+                        workers=int(config["render_workers"]),
+                        recorded_voice_share=float(config["recorded_voice_share"]))
     return [MultitrackSong.load(p) for p in paths]
+
+
+def scheduled_lr(step: int, config: dict[str, Any]) -> float:
+    """The learning rate at global ``step``. A fine-tuning phase (resumed from another run's
+    checkpoint with a new config) restarts warm-up and decay at ``schedule_start_step``."""
+    return learning_rate(max(0, step - int(config["schedule_start_step"])), config)
 
 
 def sampler_config(config: dict[str, Any]) -> SamplerConfig:
@@ -417,7 +426,7 @@ def train(config: dict[str, Any], out_dir: str | Path, minutes: float, resume: s
                 and now + 3 * max(val_seconds, 5.0) + reserve < deadline):
             run_validation()
             last_val_time = time.perf_counter()
-        lr = learning_rate(step, config)
+        lr = scheduled_lr(step, config)
         for group in optimizer.param_groups:
             group["lr"] = lr
         t_step = time.perf_counter()
@@ -517,6 +526,23 @@ def _card_markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _share_text(config: dict[str, Any]) -> str:
+    share = float(config.get("recorded_voice_share", 0.0))
+    return f"{share:.0%} of songs sung by recorded-speaker voices" if share > 0 else "espeak-ng voices only"
+
+
+def _voices_text(runs: list[dict[str, Any]]) -> str:
+    """How the training songs were sung, run by run (a fine-tuning phase can change it)."""
+    shares = [float(r["config"].get("recorded_voice_share", 0.0)) for r in runs]
+    if not any(shares):
+        return "espeak-ng formant voices re-sung with WORLD"
+    first = next(r["step"] for r, sh in zip(runs, shares, strict=True) if sh > 0)
+    return (f"espeak-ng formant voices re-sung with WORLD; from step {first}, "
+            f"{max(shares):.0%} of songs sung by flite's recorded-speaker voices "
+            f"(CMU ARCTIC slt, rms, awb and the kal diphones) re-sung the same way "
+            "(engine.synth.singer.RECORDED_VOICES)")
+
+
 def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", name: str = "ast",
            logs_dir: str | Path | None = "resources/models/logs", date: str | None = None,
            status: str | None = None) -> dict[str, Any]:
@@ -546,6 +572,7 @@ def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", nam
         "data": {
             "source": "songs synthesized by engine.synth parts (fluidsynth GM soundfont + WORLD singer), "
                       "every instrument track rendered on its own (engine/training/ast_data.py)",
+            "voices": _voices_text(runs),
             "train_songs": f"{train_cfg['train_seeds'][1]} songs × {train_cfg['song_seconds']} s "
                            f"(seeds {train_cfg['train_seeds'][0]}…), "
                            f"{train_cfg['train_seeds'][1] * train_cfg['song_seconds'] / 3600:.2f} h of mixes",
@@ -569,11 +596,12 @@ def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", nam
                          f"{train_cfg['weight_decay']}",
             "runs": "; ".join(f"from step {r['step']}: {r['minutes']:g} min on {r['device']} "
                               f"({r['threads']} thread{'s' if r['threads'] != 1 else ''}), BCE weight "
-                              f"{r['config'].get('bce_weight', 1.0)}" for r in runs),
+                              f"{r['config'].get('bce_weight', 1.0)}, {r['train_songs']} songs in "
+                              f"{r['config']['cache']} ({_share_text(r['config'])})" for r in runs),
         },
-        "limitations": ("Trained only on synthesized General-MIDI songs and a WORLD-resynthesised singer: "
-                        "timbres of real recordings (real drum kits, real voices, effects) are out of "
-                        "distribution. Classes are instrument families of the synthesizer; anything else "
+        "limitations": ("Trained only on synthesized General-MIDI songs and WORLD-resynthesised singers (TTS "
+                        "voices, some built from recordings of real speakers, never real singing): timbres of "
+                        "real recordings (real drum kits, real voices, effects) are out of distribution. Classes are instrument families of the synthesizer; anything else "
                         "(speech, noise, sound effects) maps to the nearest family. Probabilities are "
                         "uncalibrated sigmoids."),
         "date": date or datetime.now(timezone.utc).strftime("%Y-%m-%d"),

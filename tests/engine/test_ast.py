@@ -224,3 +224,37 @@ def test_shipped_model_finds_a_solo_query_in_the_mix(song) -> None:  # type: ign
         aucs_p.append(roc_auc(probs[:, q.classes.index("vocals")], sings))
     assert float(np.mean(aucs_cos)) > 0.65, aucs_cos
     assert float(np.mean(aucs_p)) > 0.75, aucs_p
+
+
+def test_song_voice_draws_recorded_voices_by_seed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A share of songs is sung by a recorded-speaker voice of the singer's register, chosen
+    from the seed alone; asking for one without flite is an error, not a silent espeak song."""
+    from engine.synth.errors import SynthUnavailable
+    from engine.synth.score import generate_score
+    from engine.synth.singer import RECORDED_VOICES
+    from engine.training import ast_data
+
+    monkeypatch.setattr(ast_data, "recorded_voices_available", lambda: True)
+    scores = {seed: generate_score(seed, 8.0) for seed in range(60)}
+    assert all(ast_data.song_voice(sc, seed, 0.0) == sc.voice for seed, sc in scores.items())
+    for seed, sc in scores.items():
+        assert ast_data.song_voice(sc, seed, 1.0) in RECORDED_VOICES[sc.singer]
+    half = [ast_data.song_voice(sc, seed, 0.5) for seed, sc in scores.items()]
+    assert half == [ast_data.song_voice(sc, seed, 0.5) for seed, sc in scores.items()]
+    recorded = sum(v.startswith("flite:") for v in half)
+    assert 15 <= recorded <= 45, recorded
+    monkeypatch.setattr(ast_data, "recorded_voices_available", lambda: False)
+    with pytest.raises(SynthUnavailable, match="flite"):
+        ast_data.song_voice(scores[0], 0, 1.0)
+
+
+def test_fine_tuning_restarts_the_schedule() -> None:
+    from engine.training.ast_train import DEFAULT_CONFIG, scheduled_lr
+
+    cfg = {**DEFAULT_CONFIG, "lr": 1e-3, "warmup_steps": 10, "total_steps": 100}
+    tuned = {**cfg, "schedule_start_step": 5000}
+    assert scheduled_lr(0, cfg) == pytest.approx(1e-4)  # warm-up from the start
+    assert scheduled_lr(5000, cfg) == pytest.approx(5e-5)  # long past the decay: the floor
+    assert scheduled_lr(5000, tuned) == pytest.approx(1e-4)  # warm-up again
+    assert scheduled_lr(5010, tuned) == pytest.approx(1e-3)  # the new phase's peak
+    assert scheduled_lr(5100, tuned) == pytest.approx(5e-5)

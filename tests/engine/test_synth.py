@@ -28,7 +28,7 @@ from engine.synth.effects import EqBand
 from engine.synth.instruments import find_soundfont
 from engine.synth.midi import TICKS_PER_BEAT, _vlq, midi_bytes
 from engine.synth.score import SINGERS, VocalNote
-from engine.synth.singer import SingerSettings, load_pyworld, sing
+from engine.synth.singer import SingerSettings, load_pyworld, recorded_voices_available, sing
 
 
 def _missing_tools() -> list[str]:
@@ -311,11 +311,17 @@ def test_acapella_rejects_offsets_past_the_end(song) -> None:  # type: ignore[no
         make_acapella(song, offset_seconds=9.0, gain_db=0.0)
 
 
-def test_sung_pitch_follows_the_melody(tools: None) -> None:
+@pytest.mark.parametrize("voice", ["en-us", "flite:slt", "flite:rms"])
+def test_sung_pitch_follows_the_melody(tools: None, voice: str) -> None:
+    """espeak-ng's formant voices and flite's recorded-speaker voices sing on the melody alike."""
+    if voice.startswith("flite:") and not recorded_voices_available():
+        if os.environ.get("CI"):
+            pytest.fail("flite missing (required under CI)")
+        pytest.skip("flite missing")
     pw = load_pyworld()
     pitches = (57, 60, 64, 62, 67)
     melody = [VocalNote(0.5 + i, 0.9, p, 100, w) for i, (p, w) in enumerate(zip(pitches, ("day", "night", "love", "home", "oh"), strict=True))]
-    settings = SingerSettings(voice="en-us", vibrato_depth_cents=0.0, drift_cents=0.0, scoop_cents=0.0)
+    settings = SingerSettings(voice=voice, vibrato_depth_cents=0.0, drift_cents=0.0, scoop_cents=0.0)
     y = sing(melody, 0.5, 3.5, 44100, settings, np.random.default_rng(0)).astype(np.float64)
     f0, t = pw.harvest(y, 44100, frame_period=5.0, f0_floor=80.0, f0_ceil=800.0)
     for note in melody:
@@ -324,6 +330,14 @@ def test_sung_pitch_follows_the_melody(tools: None) -> None:
         assert sel.sum() > 30, note
         cents = 1200 * np.log2(f0[sel] / (440 * 2 ** ((note.pitch - 69) / 12)))
         assert abs(float(np.median(cents))) < 20, (note, float(np.median(cents)))
+
+
+def test_unknown_flite_voice_is_a_clear_error(tools: None) -> None:
+    if not recorded_voices_available():
+        pytest.skip("flite missing")
+    melody = [VocalNote(0.5, 0.9, 60, 100, "day")]
+    with pytest.raises(SynthUnavailable, match="flite:nobody"):
+        sing(melody, 0.5, 2.0, 44100, SingerSettings(voice="flite:nobody"), np.random.default_rng(0))
 
 
 def test_other_sample_rate_and_bad_arguments(tools: None) -> None:
