@@ -19,6 +19,9 @@ class Timeline:
         playhead_changed(frame): the playhead moved (seek or playback).
         selection_changed(selection): ``(start, stop)`` or ``None``.
         length_changed(frames): the session's length changed.
+
+    ``selection_track`` is the id of the track whose lane the selection was dragged on (None
+    when it was set another way); tools that take audio from a selection read that track.
     """
 
     def __init__(self, sample_rate: int = 44_100, length_frames: int = 0) -> None:
@@ -28,6 +31,7 @@ class Timeline:
         self.view_stop = max(self.length_frames, self.sample_rate)
         self.playhead = 0
         self.selection: tuple[int, int] | None = None
+        self.selection_track: str | None = None
         self.loop_enabled = False
         self.range_changed = Event()
         self.playhead_changed = Event()
@@ -93,12 +97,14 @@ class Timeline:
             self.playhead = frame
             self.playhead_changed.emit(frame)
 
-    def set_selection(self, start: int | None, stop: int | None = None) -> None:
+    def set_selection(self, start: int | None, stop: int | None = None, track: str | None = None) -> None:
+        """Select ``[start, stop)`` (either order; None clears), dragged on ``track``'s lane."""
         if start is None or stop is None or int(stop) == int(start):
             sel = None
         else:
             a, b = sorted((int(start), int(stop)))
             sel = (max(a, 0), min(b, self.length_frames)) if self.length_frames else (a, b)
+        self.selection_track = track if sel is not None else None
         if sel != self.selection:
             self.selection = sel
             self.selection_changed.emit(sel)

@@ -225,6 +225,7 @@ class LaneWidget(QFrame):
         """Show ``track`` (once per lane)."""
         self.track = track
         self.audio = track.audio
+        self.waveform.vb.track_id = self.spectrogram.vb.track_id = track.id
         self.waveform.set_color(ROLE_COLORS.get(track.role, ROLE_COLORS["stem"]))
         self.header.show_track(track)
         self.spectrogram.set_data(track.audio.samples, track.audio.sample_rate, track.offset_frames)

@@ -49,7 +49,7 @@ from gui.views import format_time
 #: Parameters shown under "Detection" (the rest go under "Separation").
 DETECTION_KEYS = ("hop_seconds", "class_threshold", "cosine_threshold", "use_class_gate", "use_cosine_gate",
                   "query_class_confidence", "class_must_match_stem", "stem_alone_for",
-                  "listen", "use_stem_gate", "stem_threshold_db", "stem_hysteresis_db",
+                  "listen", "query_listen", "use_stem_gate", "stem_threshold_db", "stem_hysteresis_db",
                   "hysteresis", "percentile", "class_weight", "smoothing_windows", "min_duration_ms",
                   "merge_gap_ms", "padding_ms")
 SEGMENT_BRUSH = (120, 220, 140, 55)
@@ -176,23 +176,34 @@ class QueryPanel(QDockWidget):
         self._update_enabled()
 
     def use_selection(self) -> bool:
-        """The timeline's selection on the mix becomes the query."""
+        """The timeline's selection becomes the query: the audio of the lane it was dragged on
+        (a stem, the acapella), or the mix's when it was made elsewhere."""
         mix = self._mix()
-        sel = self.session.timeline.selection
+        tl = self.session.timeline
+        sel = tl.selection
         if mix is None:
             self._say("Load a mix first.", error=True)
             return False
         if not sel or sel[1] <= sel[0]:
             self._say("Select a region first: drag on a lane's waveform or spectrogram.", error=True)
             return False
+        track = self.session.track_by_role("mix")
+        if tl.selection_track is not None:
+            try:
+                track = self.session.track(tl.selection_track)
+            except KeyError:  # the lane's track was removed since
+                pass
+        assert track is not None
         sr = self.session.sample_rate
         a, b = sel[0] / sr, sel[1] / sr
+        lead = track.offset_frames / sr  # the track's sample 0 on the timeline
         try:
-            clip = query_from_region(mix, (a, b))
+            clip = query_from_region(track.audio, (max(a - lead, 0.0), min(b - lead, track.audio.duration_seconds)))
         except InputError as exc:
-            self._say(str(exc), error=True)
+            self._say(f"{track.name}: {exc}", error=True)
             return False
-        self.set_query(clip, f"the mix, {format_time(a)}–{format_time(b)}")
+        where = "the mix" if track.role == "mix" else track.name
+        self.set_query(clip, f"{where}, {format_time(a)}–{format_time(b)}")
         return True
 
     def open_query(self, path: str | Path) -> bool:

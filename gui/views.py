@@ -116,6 +116,8 @@ class TimelineViewBox(pg.ViewBox):
         # A mask tool (gui.mask_editor) takes the left button while it is set: an object with
         # press(pos) / drag(pos) / release(pos) taking view coordinates (seconds, y).
         self.edit_handler: Any = None
+        # The track shown (set by its lane): a selection dragged here names it.
+        self.track_id: str | None = None
 
     def _frame_at(self, scene_pos: Any) -> int:
         x = self.mapSceneToView(scene_pos).x()
@@ -169,7 +171,7 @@ class TimelineViewBox(pg.ViewBox):
             return
         if ev.isStart() or self._drag_anchor is None:
             self._drag_anchor = self._frame_at(ev.buttonDownScenePos(Qt.MouseButton.LeftButton))
-        self.timeline.set_selection(self._drag_anchor, self._frame_at(ev.scenePos()))
+        self.timeline.set_selection(self._drag_anchor, self._frame_at(ev.scenePos()), track=self.track_id)
         if ev.isFinish():
             self._drag_anchor = None
 

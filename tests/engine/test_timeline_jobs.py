@@ -33,6 +33,18 @@ def test_playhead_and_selection_clamped() -> None:
     assert tl.selection is None
 
 
+def test_selection_names_the_lane_it_was_dragged_on() -> None:
+    tl = Timeline(1000, 5000)
+    seen: list[object] = []
+    tl.selection_changed.connect(seen.append)
+    tl.set_selection(100, 400, track="t2")
+    assert tl.selection == (100, 400) and tl.selection_track == "t2"
+    tl.set_selection(100, 400)  # the same range from elsewhere: no lane, no new event
+    assert tl.selection_track is None and seen == [(100, 400)]
+    tl.set_selection(300, 300, track="t2")  # empty: cleared, no lane
+    assert tl.selection is None and tl.selection_track is None
+
+
 @pytest.fixture
 def queue():
     q = JobQueue()

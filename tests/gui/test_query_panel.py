@@ -62,3 +62,27 @@ def test_find_similar_edit_segments_then_separate(qtbot, window) -> None:
     assert s.separation["engine"] == "query" and s.separation["segments"][0]["start"] == pytest.approx(0.4, abs=1e-3)
     assert all(t.id in s.masks for t in stems.values())
     qtbot.waitUntil(lambda: window.panels["masks"].tool_actions["brush"].isEnabled(), timeout=10_000)
+
+
+def test_a_selection_on_another_lane_takes_that_lane_as_the_query(qtbot, window) -> None:
+    """Select on the acapella's lane (placed 1000 frames late): the query is the acapella's own
+    audio under the selection, not the mix's; a selection made elsewhere takes the mix."""
+    panel = window.panels["query"]
+    load_song(window)
+    s = window.session
+    aca = s.track_by_role("acapella")
+    mix = s.track_by_role("mix")
+    qtbot.waitUntil(lambda: aca.id in window.lane_stack.lanes, timeout=10_000)
+    lane = window.lane_stack.lanes[aca.id]
+    assert lane.waveform.vb.track_id == aca.id and lane.spectrogram.vb.track_id == aca.id
+    s.set_offset(aca.id, 1000.0)
+    rate = s.sample_rate
+    a, b = int(0.5 * rate), int(1.5 * rate)
+    s.timeline.set_selection(a, b, track=aca.id)
+    assert panel.use_selection()
+    np.testing.assert_array_equal(panel.query.samples, aca.audio.samples[:, a - 1000 : b - 1000])
+    assert aca.name in panel.query_label_text
+    s.timeline.set_selection(a, b)  # no lane named: the mix
+    assert s.timeline.selection_track is None
+    assert panel.use_selection()
+    np.testing.assert_array_equal(panel.query.samples, mix.audio.samples[:, a:b])
