@@ -6,7 +6,8 @@ instead of moving the playhead:
 
 * **Brush** (B) pulls the stem's mask toward 1 under the brush, **Eraser** (E) toward 0;
 * **Harmonic brush** (H) paints the pointer's pitch and its harmonics (follow a note's f0);
-* **Box** (X) drags a time × frequency rectangle, then fills, clears or scales it;
+* **Box** (X) drags a time × frequency rectangle, then fills, clears, scales or moves it;
+* **Lasso** (L) draws round a free-hand region, then does the same (the Box setting);
 * **Move** (T) moves what is under the brush from this stem to the chosen target stem
   (SpectraLayers' cut/paste between layers);
 * **Contrast** applies a soft threshold to the chosen stem's mask (the selection, or the
@@ -26,12 +27,13 @@ import math
 from typing import Any
 
 from PySide6.QtCore import QObject, QPointF, QRectF, Qt
-from PySide6.QtGui import QActionGroup, QColor, QPen, QUndoCommand, QUndoStack
+from PySide6.QtGui import QActionGroup, QColor, QPainterPath, QPen, QUndoCommand, QUndoStack
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
     QDoubleSpinBox,
     QGraphicsEllipseItem,
+    QGraphicsPathItem,
     QGraphicsRectItem,
     QLabel,
     QMainWindow,
@@ -43,7 +45,16 @@ from PySide6.QtWidgets import (
 
 from engine.jobs import Job, JobContext
 from engine.mask_display import update_mask_image
-from engine.maskedit import BoxEdit, Brush, ContrastEdit, EditRecord, LiveStroke, MaskLayers
+from engine.maskedit import (
+    BoxEdit,
+    Brush,
+    ContrastEdit,
+    EditRecord,
+    LassoEdit,
+    LiveStroke,
+    MaskLayers,
+)
+from engine.maskedit.ops import LOG_F_FLOOR_HZ
 from engine.session import Session, Track
 from gui.actions import window_action
 from gui.lanes import LaneWidget, mask_stft
@@ -56,6 +67,8 @@ TOOLS: dict[str, tuple[str, str, str]] = {
     "eraser": ("&Eraser", "E", "Paint the stem's mask toward 0 (the energy goes to the other stems)"),
     "harmonic": ("&Harmonic Brush", "H", "Paint a note: the pointer is the fundamental, its harmonics follow"),
     "box": ("Bo&x", "X", "Drag a time × frequency box, then fill, clear or scale it"),
+    "lasso": ("&Lasso", "L", "Draw round a free-hand time × frequency region, then fill, clear, scale or "
+              "move it (the Box setting)"),
     "move": ("&Move to Stem", "T", "Move what is under the brush from this stem to the target stem"),
 }
 BOX_MODES = {"Fill": "boost", "Clear": "cut", "Scale": "scale", "Move to target": "move"}
@@ -143,6 +156,10 @@ class MaskEditor(QObject):
         self._box_item: QGraphicsRectItem | None = None
         self._box_anchor = QPointF()
         self._box_lane: LaneWidget | None = None
+        self._lasso: list[tuple[float, float]] = []  # the lasso's points (track seconds, Hz)
+        self._lasso_view: list[QPointF] = []  # the same in view coordinates (for its outline)
+        self._lasso_item: QGraphicsPathItem | None = None
+        self._lasso_lane: LaneWidget | None = None
         self._outline: list[QGraphicsEllipseItem] = []  # the brush under the pointer
         self._outline_lane: LaneWidget | None = None
         self.last_record: EditRecord | None = None
@@ -395,6 +412,10 @@ class MaskEditor(QObject):
             self._box_start = point
             self._show_box(lane, view_pos, view_pos)
             return
+        if self.tool == "lasso":
+            self._lasso, self._lasso_view = [point], [QPointF(view_pos)]
+            self._show_lasso(lane)
+            return
         action = {"brush": "boost", "eraser": "cut", "harmonic": "boost", "move": "move"}[self.tool]
         target = None
         if action == "move":
@@ -410,6 +431,12 @@ class MaskEditor(QObject):
         if self.tool == "box":
             if self._box_start is not None:
                 self._show_box(lane, view_pos, view_pos)
+            return
+        if self.tool == "lasso":
+            if self._lasso and lane is self._lasso_lane:
+                self._lasso.append(point)
+                self._lasso_view.append(QPointF(view_pos))
+                self._show_lasso(lane)
             return
         if self._live is not None and lane is self._live_lane:
             self._live.extend([point])
@@ -436,11 +463,37 @@ class MaskEditor(QObject):
             if record is not None:
                 self._push(layers, record)
             return
+        if self.tool == "lasso":
+            points = self._lasso + [point] if self._lasso and lane is self._lasso_lane else []
+            self._hide_lasso()
+            if len(points) < 3 or layers is None or lane.track is None:
+                return
+            self._apply_lasso(layers, lane, points)
+            return
         live, self._live, self._live_lane = self._live, None, None
         if live is None or layers is None:
             return
         live.extend([point])
         record = live.finish()
+        if record is not None:
+            self._push(layers, record)
+
+    def _apply_lasso(self, layers: MaskLayers, lane: LaneWidget, points: list[tuple[float, float]]) -> None:
+        """The region drawn round ``points`` (track seconds, Hz), with the Box setting."""
+        assert lane.track is not None
+        mode = BOX_MODES[self.box_mode.currentText()]
+        target = self.target_combo.currentText() if mode == "move" else None
+        if mode == "move" and (not target or target == lane.track.name):
+            self._say("Lasso ▸ Move: choose a target stem other than this one.")
+            return
+        log_f = bool(lane.spectrogram.log_frequency)
+        t = [p[0] for p in points]
+        f = [math.log2(max(p[1], LOG_F_FLOOR_HZ)) if log_f else p[1] for p in points]
+        feather = self.feather.value() / 100.0  # of the region's half-extent, as the box
+        edit = LassoEdit(lane.track.name, mode, tuple(points), strength=self.strength.value() / 100.0,
+                         factor=self.box_factor.value(), feather_seconds=0.5 * feather * (max(t) - min(t)) / 2,
+                         feather_freq=0.5 * feather * (max(f) - min(f)) / 2, log_frequency=log_f, target=target)
+        record = layers.apply(edit)
         if record is not None:
             self._push(layers, record)
 
@@ -532,9 +585,9 @@ class MaskEditor(QObject):
     # ---- brush outline -----------------------------------------------------------------------
     def show_brush(self, lane: LaneWidget, pos: QPointF | None) -> None:
         """Outline the brush's footprint (and its harmonics) under the pointer; None hides it."""
-        if pos is None or self.tool in ("select", "box") or lane is not self._outline_lane:
+        if pos is None or self.tool in ("select", "box", "lasso") or lane is not self._outline_lane:
             self._hide_brush()
-            if pos is None or self.tool in ("select", "box"):
+            if pos is None or self.tool in ("select", "box", "lasso"):
                 return
         view = lane.spectrogram
         log_f = view.log_frequency
@@ -586,6 +639,31 @@ class MaskEditor(QObject):
         if self._box_item is not None and self._box_lane is not None:
             self._box_lane.spectrogram.removeItem(self._box_item)
         self._box_item, self._box_lane = None, None
+
+
+    # ---- lasso outline ---------------------------------------------------------------------------
+    def _show_lasso(self, lane: LaneWidget) -> None:
+        """Draw the lasso's path so far, closed back to its start."""
+        if self._lasso_item is None:
+            item = QGraphicsPathItem()
+            pen = QPen(QColor("#ffffff"))
+            pen.setCosmetic(True)
+            pen.setStyle(Qt.PenStyle.DashLine)
+            item.setPen(pen)
+            item.setZValue(20)
+            lane.spectrogram.addItem(item)
+            self._lasso_item, self._lasso_lane = item, lane
+        path = QPainterPath(self._lasso_view[0])
+        for p in self._lasso_view[1:]:
+            path.lineTo(p)
+        path.closeSubpath()
+        self._lasso_item.setPath(path)
+
+    def _hide_lasso(self) -> None:
+        if self._lasso_item is not None and self._lasso_lane is not None:
+            self._lasso_lane.spectrogram.removeItem(self._lasso_item)
+        self._lasso_item, self._lasso_lane = None, None
+        self._lasso, self._lasso_view = [], []
 
 
 def install(window: QMainWindow) -> MaskEditor:

@@ -7,6 +7,7 @@ from engine.maskedit.ops import (
     Brush,
     ContrastEdit,
     Edit,
+    LassoEdit,
     MaskGrid,
     Stroke,
     edit_from_dict,
@@ -15,6 +16,6 @@ from engine.maskedit.ops import (
 )
 
 __all__ = [
-    "Brush", "BoxEdit", "ContrastEdit", "Edit", "EditRecord", "LiveStroke", "MaskGrid", "MaskLayers",
+    "Brush", "BoxEdit", "ContrastEdit", "Edit", "EditRecord", "LassoEdit", "LiveStroke", "MaskGrid", "MaskLayers",
     "Stroke", "edit_from_dict", "edit_to_dict", "footprint", "normalised_masks",
 ]

@@ -106,6 +106,33 @@ class BoxEdit:
 
 
 @dataclass(frozen=True)
+class LassoEdit:
+    """A free-hand time × frequency region (a closed polygon through ``points``, ``(seconds,
+    Hz)``): fill (``boost``), clear (``cut``), ``scale`` or ``move``, like :class:`BoxEdit`.
+
+    With ``log_frequency`` the polygon's edges are straight on a log-frequency axis (as drawn
+    there) and ``feather_freq`` is in octaves; otherwise in Hz. ``feather_seconds`` /
+    ``feather_freq`` soften the edges inside the region (raised cosine over that distance).
+    """
+
+    stem: str
+    action: str
+    points: tuple[tuple[float, float], ...]
+    strength: float = 1.0
+    factor: float = 1.0
+    feather_seconds: float = 0.0
+    feather_freq: float = 0.0
+    log_frequency: bool = False
+    target: str | None = None
+
+    @property
+    def label(self) -> str:
+        verb = {"boost": "Fill", "cut": "Clear", "scale": f"Scale ×{self.factor:g}", "move": "Move"}
+        return f"Lasso {verb.get(self.action, self.action)} on {self.stem}" + (
+            f" → {self.target}" if self.target else "")
+
+
+@dataclass(frozen=True)
 class ContrastEdit:
     """Threshold/contrast over a time range of one stem's mask (whole track when ``None``)."""
 
@@ -121,14 +148,14 @@ class ContrastEdit:
         return f"Contrast {self.contrast:g} at {self.threshold:g} on {self.stem}"
 
 
-Edit = Stroke | BoxEdit | ContrastEdit
+Edit = Stroke | BoxEdit | LassoEdit | ContrastEdit
 
 
 def edit_to_dict(edit: Edit) -> dict[str, Any]:
     """JSON-able form of an edit (``kind`` names the class)."""
     d = asdict(edit)
     d["kind"] = type(edit).__name__
-    if isinstance(edit, Stroke):
+    if isinstance(edit, Stroke | LassoEdit):
         d["points"] = [list(p) for p in edit.points]
     return d
 
@@ -143,6 +170,9 @@ def edit_from_dict(d: dict[str, Any]) -> Edit:
         return Stroke(**d)
     if kind == "BoxEdit":
         return BoxEdit(**d)
+    if kind == "LassoEdit":
+        d["points"] = tuple((float(t), float(f)) for t, f in d["points"])
+        return LassoEdit(**d)
     if kind == "ContrastEdit":
         return ContrastEdit(**d)
     raise ValueError(f"unknown mask edit kind {kind!r}")
@@ -321,6 +351,64 @@ def box_footprint(box: BoxEdit, grid: MaskGrid) -> Footprint:
     return Footprint(frame0, frame1, bin0, bin1, w)
 
 
+def _inside_polygon(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Even-odd rule: which points ``(x, y)`` (broadcast together) lie inside the closed polygon
+    ``(px, py)``."""
+    inside = np.zeros(np.broadcast(x, y).shape, dtype=bool)
+    n = len(px)
+    for i in range(n):
+        x0, y0, x1, y1 = px[i], py[i], px[(i + 1) % n], py[(i + 1) % n]
+        if y0 == y1:
+            continue
+        crosses = (y0 > y) != (y1 > y)
+        x_at = x0 + (y - y0) * (x1 - x0) / (y1 - y0)
+        inside ^= crosses & (x < x_at)
+    return inside
+
+
+def _edge_distance(x: np.ndarray, y: np.ndarray, px: np.ndarray, py: np.ndarray) -> np.ndarray:
+    """Distance of each point ``(x, y)`` to the nearest edge of the closed polygon ``(px, py)``."""
+    best = np.full(np.broadcast(x, y).shape, np.inf)
+    n = len(px)
+    for i in range(n):
+        x0, y0, x1, y1 = px[i], py[i], px[(i + 1) % n], py[(i + 1) % n]
+        dx, dy = x1 - x0, y1 - y0
+        length2 = dx * dx + dy * dy
+        u = np.zeros_like(best) if length2 == 0 else np.clip(((x - x0) * dx + (y - y0) * dy) / length2, 0.0, 1.0)
+        np.minimum(best, np.hypot(x - (x0 + u * dx), y - (y0 + u * dy)), out=best)
+    return best
+
+
+def lasso_footprint(edit: LassoEdit, grid: MaskGrid) -> Footprint:
+    """The weights of a lasso: strength inside the polygon, edges feathered inward."""
+    empty = Footprint(0, 0, 0, 0, np.zeros((0, 0), np.float32))
+    pts = np.asarray(edit.points, dtype=np.float64).reshape(-1, 2)
+    if len(pts) < 3:
+        return empty
+    fs, bh = grid.frame_seconds, grid.bin_hz
+    t, hz = pts[:, 0], np.maximum(pts[:, 1], 0.0)
+    frame0 = int(np.clip(math.ceil(t.min() / fs), 0, grid.frames))
+    frame1 = int(np.clip(math.floor(t.max() / fs) + 1, 0, grid.frames))
+    bin0 = int(np.clip(math.ceil(hz.min() / bh), 0, grid.bins))
+    bin1 = int(np.clip(math.floor(hz.max() / bh) + 1, 0, grid.bins))
+    if frame1 <= frame0 or bin1 <= bin0:
+        return empty
+    # cells and polygon in (time / feather, frequency coordinate / feather) units
+    ft = float(edit.feather_seconds) if edit.feather_seconds > 0 else 1.0
+    ff = float(edit.feather_freq) if edit.feather_freq > 0 else 1.0
+    px, py = t / ft, _freq_coord(hz, edit.log_frequency) / ff
+    cx = (np.arange(frame0, frame1) * fs / ft)[None, :]
+    cy = (_freq_coord(np.arange(bin0, bin1) * bh, edit.log_frequency) / ff)[:, None]
+    inside = _inside_polygon(cx, cy, px, py)
+    if edit.feather_seconds > 0 or edit.feather_freq > 0:
+        d = _edge_distance(cx, cy, px, py)
+        w = np.where(inside, 0.5 * (1.0 - np.cos(np.pi * np.clip(d, 0.0, 1.0))), 0.0)
+    else:
+        w = inside.astype(np.float64)
+    strength = 1.0 if edit.action == "scale" else float(np.clip(edit.strength, 0.0, 1.0))
+    return Footprint(frame0, frame1, bin0, bin1, (w * strength).astype(np.float32))
+
+
 def contrast_footprint(edit: ContrastEdit, grid: MaskGrid) -> Footprint:
     """All bins over the edit's time range (the whole track when it has none)."""
     fs = grid.frame_seconds
@@ -338,4 +426,6 @@ def footprint(edit: Edit, grid: MaskGrid) -> Footprint:
         return stroke_footprint(edit, grid)
     if isinstance(edit, BoxEdit):
         return box_footprint(edit, grid)
+    if isinstance(edit, LassoEdit):
+        return lasso_footprint(edit, grid)
     return contrast_footprint(edit, grid)

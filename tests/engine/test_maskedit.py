@@ -12,6 +12,7 @@ from engine.maskedit import (
     BoxEdit,
     Brush,
     ContrastEdit,
+    LassoEdit,
     MaskGrid,
     MaskLayers,
     Stroke,
@@ -72,8 +73,10 @@ def test_masks_are_normalised_to_sum_to_one() -> None:
     Stroke("vocals", "boost", ((3.0, 220.0),), Brush(0.1, 40.0, hardness=0.5, harmonics=6)),
     BoxEdit("vocals", "scale", 0.5, 1.5, 100.0, 4000.0, factor=0.3, feather_seconds=0.1, feather_hz=200.0),
     BoxEdit("instrumental", "boost", 4.0, 5.0, 0.0, 2000.0, strength=0.7, feather_seconds=0.05),
-], ids=["brush", "eraser-log", "harmonic", "box-scale", "box-fill"])
-def test_edit_changes_only_its_footprint(edit: Stroke | BoxEdit) -> None:
+    LassoEdit("vocals", "cut", ((1.0, 200.0), (2.5, 300.0), (2.0, 5000.0), (1.2, 3000.0)), strength=0.8,
+              feather_seconds=0.05, feather_freq=150.0),
+], ids=["brush", "eraser-log", "harmonic", "box-scale", "box-fill", "lasso-clear"])
+def test_edit_changes_only_its_footprint(edit: Stroke | BoxEdit | LassoEdit) -> None:
     lay, _, _ = _layers()
     before, _ = _snapshot(lay)
     fp = footprint(edit, lay.grid)
@@ -129,17 +132,20 @@ def test_stems_sum_to_mix_after_any_edits_and_undo_is_exact(stems: int) -> None:
     for i in range(12):
         stem = names[i % len(names)]
         t, f = rng.uniform(0.3, 5.5), rng.uniform(100, 8000)
-        kind = i % 5
+        kind = i % 6
         if kind == 0:
-            edit: Stroke | BoxEdit | ContrastEdit = Stroke(stem, "boost", ((t, f), (t + 0.4, f * 1.3)), Brush(0.1, 300.0))
+            edit: Stroke | BoxEdit | ContrastEdit | LassoEdit = Stroke(stem, "boost", ((t, f), (t + 0.4, f * 1.3)), Brush(0.1, 300.0))
         elif kind == 1:
             edit = Stroke(stem, "cut", ((t, f),), Brush(0.2, 0.4, log_frequency=True, harmonics=3))
         elif kind == 2:
             edit = BoxEdit(stem, "move", t, t + 0.8, f, f + 2000, target=names[(i + 1) % len(names)], strength=0.8)
         elif kind == 3:
             edit = BoxEdit(stem, "scale", t, t + 1.0, 0.0, f, factor=1.7, feather_hz=100.0)
-        else:
+        elif kind == 4:
             edit = ContrastEdit(stem, threshold=0.4, contrast=2.5, start_seconds=t, stop_seconds=t + 1.5)
+        else:
+            edit = LassoEdit(stem, "boost", ((t, f), (t + 0.6, f * 1.5), (t + 0.2, f * 2.0)), strength=0.9,
+                             feather_seconds=0.03, feather_freq=0.2, log_frequency=True)
         rec = lay.apply(edit)
         assert rec is not None
         records.append(rec)
@@ -235,10 +241,38 @@ def test_move_transfers_energy_between_stems() -> None:
 
 
 def test_edits_round_trip_as_data() -> None:
-    for edit in (STROKE, BoxEdit("a", "move", 1, 2, 3, 4, target="b"), ContrastEdit("a", 0.3, 2.0)):
+    lasso = LassoEdit("a", "move", ((1.0, 100.0), (2.0, 100.0), (1.5, 900.0)), target="b", log_frequency=True)
+    for edit in (STROKE, BoxEdit("a", "move", 1, 2, 3, 4, target="b"), ContrastEdit("a", 0.3, 2.0), lasso):
         assert edit_from_dict(edit_to_dict(edit)) == edit
     with pytest.raises(ValueError):
         edit_from_dict({"kind": "Lasso"})
+
+
+def test_lasso_footprint_is_the_drawn_region() -> None:
+    grid = MaskLayers(*_case()[:2], _case()[2], SR).grid
+    # a rectangle drawn as a lasso covers the cells a box does
+    rect = LassoEdit("vocals", "boost", ((1.0, 500.0), (2.0, 500.0), (2.0, 3000.0), (1.0, 3000.0)))
+    box = BoxEdit("vocals", "boost", 1.0, 2.0, 500.0, 3000.0)
+    a, b = footprint(rect, grid), footprint(box, grid)
+    assert (a.frame0, a.frame1, a.bin0, a.bin1) == (b.frame0, b.frame1, b.bin0, b.bin1)
+    cells = np.zeros_like(a.w, dtype=bool)
+    cells[1:-1, 1:-1] = True  # cells on the boundary itself may fall either way
+    assert np.array_equal(a.w[cells], b.w[cells])
+    # a triangle: inside below the diagonal from (1 s, 0 Hz) to (3 s, 8000 Hz)
+    tri = footprint(LassoEdit("vocals", "cut", ((1.0, 0.0), (3.0, 0.0), (3.0, 8000.0)), strength=0.6), grid)
+    t = np.arange(tri.frame0, tri.frame1) * grid.frame_seconds
+    f = np.arange(tri.bin0, tri.bin1) * grid.bin_hz
+    below = f[:, None] < (t[None, :] - 1.0) * 4000.0 - 50.0
+    above = f[:, None] > (t[None, :] - 1.0) * 4000.0 + 50.0
+    assert np.all(tri.w[below & (t[None, :] < 2.99) & (f[:, None] > 1.0)] == np.float32(0.6))
+    assert np.all(tri.w[above] == 0.0)
+    # feathered: full strength deep inside, ramping to 0 at the edges, never outside
+    soft = footprint(LassoEdit("vocals", "boost", ((1.0, 500.0), (2.0, 500.0), (2.0, 3000.0), (1.0, 3000.0)),
+                               feather_seconds=0.2, feather_freq=400.0), grid)
+    assert soft.w.max() == 1.0 and 0.0 < soft.w[soft.w > 0].min() < 0.2
+    assert np.all(soft.w <= a.w)
+    # fewer than three points: nothing
+    assert footprint(LassoEdit("vocals", "boost", ((1.0, 500.0), (2.0, 900.0))), grid).empty
 
 
 def test_bad_edits_are_refused() -> None:

@@ -49,6 +49,21 @@ def _drag(qtbot, view, points: list[tuple[float, float]]) -> None:
     qtbot.wait(20)
 
 
+def _drag_path(qtbot, view, points: list[tuple[float, float]]) -> None:
+    """Like :func:`_drag`, with every move sent as a left-button drag event and given time to
+    arrive (pyqtgraph drops moves within its 10-ms rate limit): a lasso needs the whole path."""
+    viewport = view.viewport()
+    pts = [QPointF(_to_widget(view, t, f)) for t, f in points]
+    QTest.mousePress(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[0].toPoint())
+    for p in pts[1:]:
+        move = QMouseEvent(QEvent.Type.MouseMove, p, viewport.mapToGlobal(p), Qt.MouseButton.NoButton,
+                           Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+        QApplication.sendEvent(viewport, move)
+        qtbot.wait(20)
+    QTest.mouseRelease(viewport, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier, pts[-1].toPoint(), 5)
+    qtbot.wait(20)
+
+
 def test_brush_stroke_changes_the_stem_where_painted_and_undo_restores(qtbot, window) -> None:
     s, stems, lane = _ready(qtbot, window)
     editor = window.panels["masks"]
@@ -101,6 +116,33 @@ def test_box_fill_moves_energy_into_the_stem_and_select_gives_the_mouse_back(qtb
     img = lane.spectrogram.mask_image
     col = int((1.0 - img.start_seconds) / (img.stop_seconds - img.start_seconds) * img.image.shape[0])
     assert img.image[col, 5:40].min() > 0.95
+
+
+def test_lasso_clears_the_region_drawn_and_undoes(qtbot, window) -> None:
+    """Draw round a triangle with the Lasso (L) set to Clear: the vocals lose energy inside its
+    time span, the stems still sum to the mix, the outline is gone, and undo restores them."""
+    s, stems, lane = _ready(qtbot, window)
+    editor = window.panels["masks"]
+    before = {n: t.audio.samples.copy() for n, t in stems.items()}
+    editor.tool_actions["lasso"].trigger()
+    assert editor.tool == "lasso"
+    editor.box_mode.setCurrentText("Clear")
+    editor.feather.setValue(0)
+    path = [(0.5, 50.0), (0.8, 50.0), (1.1, 50.0), (1.4, 50.0), (1.4, 3000.0), (1.1, 6000.0), (0.8, 8000.0),
+            (0.5, 9000.0)]
+    _drag_path(qtbot, lane.spectrogram, path)
+    rate = stems["vocals"].audio.sample_rate
+    vocals = stems["vocals"].audio.samples
+    seg = slice(int(0.7 * rate), int(1.2 * rate))
+    assert np.sum(vocals[:, seg] ** 2) < 0.5 * np.sum(before["vocals"][:, seg] ** 2)
+    changed = np.flatnonzero(np.any(vocals != before["vocals"], axis=0))
+    assert changed.min() / rate > 0.35 and changed.max() / rate < 1.6
+    assert _sum_error_db(s) <= -100.0
+    assert editor._lasso_item is None and not editor._lasso
+    assert "Lasso Clear on vocals" in window.undo_actions["undo"].text()
+    window.undo_actions["undo"].trigger()
+    for n, t in stems.items():
+        assert np.array_equal(t.audio.samples, before[n])
 
 
 def test_playback_plays_the_edit_without_stopping(qtbot, window, fake_output) -> None:
