@@ -8,6 +8,9 @@ Cases (all deterministic):
   stem (its loudest 2 s inside the first section). Plus the real MUSDB18 excerpt in
   ``../shared/fixtures/real_stems`` (7 s, stems as recorded, query: 2 s of each stem).
 * **absent** — the query of song ``i``'s stem X searched in song ``i+1``'s mix *without* stem X.
+* **mix region** — each synthetic present case again, the query now 2 s of the *mix* where the
+  stem is most exposed in its first section (:func:`exposed_region`: what a user selects on the
+  mix lane); rows ``ours``, ``ours_query_clip`` / ``ours_query_stem`` and the true segments.
 * **real absent** — the vocals of each real recording in ``../shared/fixtures/real_stems``
   (MUSDB18 excerpt, iKala and MIR-1K clips; query: its loudest 2 s, or 3/4 of a shorter clip)
   searched in each one's instrumental part (accompaniment, or drums + bass + other).
@@ -25,7 +28,11 @@ as segments, our mask: the mask's ceiling), ``oracle_seed_mask_values`` (true se
 seed's query-profile weight 0.25 and mask floor 0.08 instead of ours), ``ours_query_only`` (our
 detection, ``prior=none``: the mask from the query's own spectra), ``ours_vocal_stem_alone``
 (ours with ``stem_alone_for=("vocals",)``: an unsure query the U-Net hears as vocals is found by
-the vocal stem's level alone).
+the vocal stem's level alone), ``ours_query_clip`` / ``ours_query_stem`` (ours with
+``query_listen`` "clip" / "stem": the AST hears the query as given, or as its own routed U-Net
+stems like the mix; one of the two is the default), ``ours_class_stays`` /
+``ours_class_follows_stem`` (ours with ``class_follows_stem`` off / on: a query class outside the
+routed stem is replaced by its best class inside it).
 Speed: the whole engine (detection + separation) on a 4-minute stereo 44.1 kHz song (the bench
 songs concatenated) with 2 torch threads.
 
@@ -64,12 +71,11 @@ from engine.query.detection import (  # noqa: E402
     analyse_for_query,
     analyse_mix,
     clean_segments,
-    describe_query,
+    describe_heard_query,
     detect_from_sequences,
     gate_analysis,
     prepare_query,
     seed_gating,
-    to_analysis_rate,
 )
 from engine.query.masking import MaskParams, separate_segments  # noqa: E402
 
@@ -129,6 +135,22 @@ def gate(stem: np.ndarray, rate: int,
     return (stem * g[None]).astype(np.float32)
 
 
+def exposed_region(stem: np.ndarray, mix: np.ndarray, rate: int, seconds: float = 2.0,
+                   within: tuple[float, float] | None = None) -> np.ndarray:
+    """The ``seconds`` of the **mix** where ``stem`` is most exposed (its largest share of the
+    mix's energy, among regions where it is within 10 dB of its loudest): where a user would
+    select it on the mix lane."""
+    n = int(seconds * rate)
+    lo, hi = (0, stem.shape[-1]) if within is None else (int(within[0] * rate), int(within[1] * rate))
+    starts = np.arange(lo, hi - n + 1, rate // 10)
+    cs = np.concatenate([[0.0], np.cumsum(np.square(stem.astype(np.float64)).sum(axis=0))])
+    cm = np.concatenate([[0.0], np.cumsum(np.square(mix.astype(np.float64)).sum(axis=0))])
+    e_stem, e_mix = cs[starts + n] - cs[starts], cm[starts + n] - cm[starts]
+    share = np.where(e_stem >= 0.1 * e_stem.max(), e_stem / np.maximum(e_mix, 1e-20), -1.0)
+    b = int(starts[np.argmax(share)])
+    return np.ascontiguousarray(mix[:, b : b + n])
+
+
 def loudest_excerpt(stem: np.ndarray, rate: int, seconds: float = 2.0, within: tuple[float, float] | None = None) -> np.ndarray:
     e = np.square(stem.astype(np.float64)).sum(axis=0)
     n = int(seconds * rate)
@@ -163,9 +185,12 @@ class Runner:
 
     def sequences(self, mix: Audio, query: Audio) -> dict[str, Any]:
         q, _ = prepare_query(query)
-        info = describe_query(self.embedder, to_analysis_rate(q, 16000), q.duration_seconds, [])
         a = analyse_for_query(self.embedder, mix, q, self.params)  # as detect_segments does
+        info = describe_heard_query(self.embedder, q, a, self.params, [])
         out = {"info": info, "analysis": a, "starts": a.starts, "prior": a.prior}
+        for mode in ("clip", "stem"):  # the query heard as given / as its routed stems
+            p_mode = dataclasses.replace(self.params, query_listen=mode)
+            out[f"info_query_{mode}"] = describe_heard_query(self.embedder, q, a, p_mode, [])
         if self.params.listen == "stem":  # the seed and the no-stem-gate rows listen to the mix
             _, probs_m, embs_m = analyse_mix(self.embedder, mix, self.params.hop_seconds)
             out["p_mix"], out["c_mix"] = probs_m[:, info.class_index], embs_m @ info.embedding
@@ -182,8 +207,13 @@ class Runner:
         before = DetectionParams(use_stem_gate=False, listen="mix", class_threshold=0.6, cosine_threshold=0.5)
         no_stem = detect_from_sequences(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds, before,
                                         s["info"].class_probability)
+        by_query = {}
+        for key, changes in VARIANTS.items():  # ours with one option set either way
+            p = dataclasses.replace(self.params, **changes)
+            by_query[key] = gate_analysis(s[f"info_query_{p.query_listen}"], s["analysis"], mix.duration_seconds,
+                                          p).segments
         return {"ours": det.segments, "ours_without_stem_gate": no_stem.segments,
-                "ours_vocal_stem_alone": alone.segments,
+                "ours_vocal_stem_alone": alone.segments, **by_query,
                 "seed_gating": seed_gating(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds),
                 "prior": s["prior"],
                 "meta": {"class": s["info"].class_name, "class_p": s["info"].class_probability,
@@ -193,7 +223,9 @@ class Runner:
 SEED_MASK = MaskParams(gamma_profile=0.25, mask_floor=0.08)  # the seed's values of the two changed defaults
 
 
-def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.ndarray) -> dict[str, Any]:
+def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.ndarray,
+                 keys: tuple[str, ...] | None = None) -> dict[str, Any]:
+    """One present case: every row's F1 and SI-SDR (``keys``: only these rows)."""
     truth = activity(target, mix.sample_rate)
     frames = truth.size
     t = time.perf_counter()
@@ -213,8 +245,11 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
         "oracle_seed_mask_values": (oracle, SEED_MASK, True),
         "ours_query_only": (d["ours"], MaskParams(prior="none"), False),
         "ours_vocal_stem_alone": (d["ours_vocal_stem_alone"], run.mask, True),
+        **{k: (d[k], run.mask, True) for k in QUERY_KEYS if k in d},
     }
     for key, (segs, mp, use_prior) in variants.items():
+        if keys is not None and key not in keys:
+            continue
         row[f"{key}_f1"] = round(f1(truth, predicted(segs, frames)), 4)
         row[f"{key}_segments"] = len(segs)
         if segs:
@@ -226,7 +261,13 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
     return row
 
 
-ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating", "ours_vocal_stem_alone")
+#: Rows that are ours with one detection option set each way (one of the two is the default).
+VARIANTS: dict[str, dict[str, Any]] = {
+    "ours_query_clip": {"query_listen": "clip"}, "ours_query_stem": {"query_listen": "stem"},
+    "ours_class_stays": {"class_follows_stem": False}, "ours_class_follows_stem": {"class_follows_stem": True},
+}
+QUERY_KEYS = tuple(VARIANTS)
+ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating", "ours_vocal_stem_alone", *QUERY_KEYS)
 
 
 def absent_case(run: Runner, name: str, mix: Audio, query: Audio) -> dict[str, Any]:
@@ -346,6 +387,7 @@ def main() -> None:
     run = Runner()
     present: list[dict[str, Any]] = []
     absent: list[dict[str, Any]] = []
+    regions: list[dict[str, Any]] = []  # the query: a region of the mix (the GUI's usual case)
     for i, (name, stems) in enumerate(songs):
         for stem in STEMS:
             target = gate(stems[stem], RATE)
@@ -353,6 +395,10 @@ def main() -> None:
             query = Audio(loudest_excerpt(stems[stem], RATE, within=SECTIONS[0]), RATE)
             present.append(present_case(run, f"{name}/{stem}", mix, query, target))
             print(present[-1], flush=True)
+            region = Audio(exposed_region(target, mix.samples, RATE, within=SECTIONS[0]), RATE)
+            regions.append(present_case(run, f"{name}/{stem} (mix region)", mix, region, target,
+                                        keys=("ours", *QUERY_KEYS, "oracle_segments")))
+            print(regions[-1], flush=True)
             other_name, other = songs[(i + 1) % len(songs)]
             without = Audio(sum(other[s] for s in STEMS if s != stem), RATE)
             absent.append(absent_case(run, f"{name}/{stem} in {other_name} without {stem}", without, query))
@@ -368,9 +414,12 @@ def main() -> None:
         real_absent.append(absent_case(run, name, mix, query))
         print(real_absent[-1], flush=True)
     keys = ["ours", "ours_without_stem_gate", "seed_gating", "oracle_segments", "oracle_seed_mask_values",
-            "ours_query_only", "ours_vocal_stem_alone"]
+            "ours_query_only", "ours_vocal_stem_alone", *QUERY_KEYS]
     summary = {k: {"f1": _mean(present, f"{k}_f1"), "si_sdr_db": _mean(present, f"{k}_si_sdr"),
                    "si_sdr_median_db": _median(present, f"{k}_si_sdr")} for k in keys}
+    region_summary = {k: {"f1": _mean(regions, f"{k}_f1"), "si_sdr_db": _mean(regions, f"{k}_si_sdr"),
+                          "si_sdr_median_db": _median(regions, f"{k}_si_sdr")}
+                      for k in ("ours", *QUERY_KEYS, "oracle_segments")}
     per_stem = {s: {k: {"f1": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_f1"),
                         "si_sdr_db": _mean([r for r in present if r["case"].endswith("/" + s)], f"{k}_si_sdr")}
                     for k in ("ours", "seed_gating", "oracle_segments")} for s in STEMS}
@@ -387,15 +436,19 @@ def main() -> None:
                 ["stem", "ours_f1", "ours_si_sdr_db", "seed_gating_f1", "seed_gating_si_sdr_db",
                  "oracle_segments_si_sdr_db"]))
     print()
+    print("queries that are a 2-s region of the mix:")
+    print(table([{"method": k, **v} for k, v in region_summary.items()], ["method", "f1", "si_sdr_db", "si_sdr_median_db"]))
+    print()
     print("absent-target false-alarm rate (cases with any segment):", false_alarm)
     payload: dict[str, Any] = {
         "description": __doc__.split("\n\n")[0] if __doc__ else "",
-        "cases": {"present": len(present), "absent": len(absent), "songs": [n for n, _ in songs],
+        "cases": {"present": len(present), "absent": len(absent), "mix_region": len(regions), "songs": [n for n, _ in songs],
                   "real": [n for n, _, _ in real_cases()], "real_absent": len(real_absent)},
         "detection_parameters": run.params.to_json(), "mask_parameters": run.mask.to_json(),
         "ast_card_status": run.embedder.card.get("status", ""),
         "summary": summary, "per_stem": per_stem, "false_alarm": false_alarm,
-        "present": present, "absent": absent, "real_absent": real_absent,
+        "mix_region_summary": region_summary,
+        "present": present, "absent": absent, "real_absent": real_absent, "mix_region": regions,
     }
     if not args.no_speed:
         payload["speed"] = speed(args.songs, args.repeats)

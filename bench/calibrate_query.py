@@ -15,7 +15,7 @@ query lengths:
   next song's (same stem, different instruments: the class and cosine gates must tell them
   apart, the stem gate cannot).
 
-Then it searches a grid (what the AST listens to, and the thresholds) with the engine's own
+Then it searches a grid (how the AST hears the query, and the thresholds) with the engine's own
 gating (:func:`engine.query.detection.detect_from_sequences`: smoothing, hysteresis, clean-up)
 for the best mean segment F1 on the present cases with at most ``--max-false`` (0) of the
 absent cases and ``--max-swapped`` (0.3) of the swapped cases firing, class and cosine gates
@@ -54,12 +54,12 @@ from engine.query.detection import (  # noqa: E402
     DetectionParams,
     analyse_for_query,
     analyse_mix,
+    class_in_stem,
     class_stem,
-    describe_query,
+    describe_heard_query,
     detect_from_sequences,
     prepare_query,
     routed_stem,
-    to_analysis_rate,
 )
 
 STEMS = ("drums", "bass", "other", "vocals")
@@ -103,16 +103,22 @@ def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
              target: np.ndarray | None) -> dict[str, Any]:
     mix, query = Audio(mix_np.astype(np.float32), RATE), Audio(query_np, RATE)
     q, _ = prepare_query(query)
-    info = describe_query(emb, to_analysis_rate(q, 16000), q.duration_seconds, [])
     starts, probs, embs = analyse_mix(emb, mix, 0.5)
     heard = analyse_for_query(emb, mix, q, DetectionParams(listen="stem"))  # the stem estimate
     level, probs_s, embs_s = heard.level, heard.probs, heard.embeddings
     assert heard.prior is not None
-    return {"routed_stem": routed_stem(heard.prior.shares), "starts": starts, "p": probs[:, info.class_index],
-            "c": embs @ info.embedding, "level": level,
-            "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
-            "query_p": info.class_probability, "class": info.class_name, "truth": window_truth(target, starts),
-            "duration": mix.duration_seconds}
+    row: dict[str, Any] = {"routed_stem": routed_stem(heard.prior.shares), "starts": starts, "level": level,
+                           "truth": window_truth(target, starts), "duration": mix.duration_seconds}
+    for mode in ("clip", "stem"):  # the query as given / as its own routed stems
+        info = describe_heard_query(emb, q, heard, DetectionParams(query_listen=mode), [])
+        row[mode] = {"p": probs[:, info.class_index], "c": embs @ info.embedding,
+                     "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
+                     "query_p": info.class_probability, "class": info.class_name}
+        alt = class_in_stem(info, row["routed_stem"])  # for class_follows_stem
+        if alt is not None:
+            row[mode]["alt"] = {"p": probs[:, alt[1]], "p_stem": probs_s[:, alt[1]], "query_p": alt[2],
+                                "class": alt[0]}
+    return row
 
 
 def cases(seeds: list[int]) -> Any:
@@ -140,7 +146,8 @@ def cases(seeds: list[int]) -> Any:
 
 
 def collect(emb: QueryEmbedder, seeds: list[int], tag: str) -> list[dict[str, Any]]:
-    path = CACHE / f"{tag}_{seeds[0]}_{len(seeds)}.npy"
+    weights = str(emb.card.get("sha256", "unshipped"))[:12]  # features depend on the AST's weights
+    path = CACHE / f"{tag}_{seeds[0]}_{len(seeds)}_{weights}.npy"
     if path.exists():
         return list(np.load(path, allow_pickle=True))
     rows = []
@@ -156,10 +163,17 @@ def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, A
     f1s: list[float] = []
     fired = {"absent": [], "swapped": []}  # type: dict[str, list[bool]]
     stem = params.listen == "stem"
+    mode = params.query_listen if stem else "clip"  # the engine hears the query's stems only with listen="stem"
     for r in rows:
-        p, c = (r["p_stem"], r["c_stem"]) if stem else (r["p"], r["c"])
-        det = detect_from_sequences(p, c, r["starts"], r["duration"], params, r["query_p"], r["level"],
-                                    class_stem(r["class"]) == r["routed_stem"], r["routed_stem"])
+        q = r[mode]
+        p, c = (q["p_stem"], q["c_stem"]) if stem else (q["p"], q["c"])
+        query_p, cls = q["query_p"], q["class"]
+        alt = q.get("alt")
+        if (params.class_follows_stem and class_stem(cls) != r["routed_stem"] and alt is not None
+                and alt["query_p"] >= params.query_class_confidence):  # as gate_analysis does
+            p, query_p, cls = (alt["p_stem"] if stem else alt["p"]), alt["query_p"], alt["class"]
+        det = detect_from_sequences(p, c, r["starts"], r["duration"], params, query_p, r["level"],
+                                    class_stem(cls) == r["routed_stem"], r["routed_stem"])
         if r["kind"] == "present":
             mids = r["starts"] + 0.5
             pred = np.zeros(mids.size, bool)
@@ -173,7 +187,7 @@ def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, A
 
 
 GRID: dict[str, list[Any]] = {
-    "listen": ["stem", "mix"],
+    "query_listen": ["clip", "stem"],
     "stem_threshold_db": [-18.0, -16.0, -14.0, -12.0, -10.0, -8.0],
     "cosine_threshold": [0.2, 0.3, 0.4, 0.5, 0.6, 0.7],
     "class_threshold": [0.2, 0.3, 0.4, 0.5, 0.6],
@@ -181,6 +195,7 @@ GRID: dict[str, list[Any]] = {
     "use_cosine_gate": [True, False],
     "query_class_confidence": [0.2, 0.5, 0.7],
     "class_must_match_stem": [True, False],
+    "class_follows_stem": [False, True],
 }
 
 
@@ -196,6 +211,8 @@ def search(rows: list[dict[str, Any]], max_false: float, max_swapped: float = 1.
         setting = dict(zip(keys, values, strict=True))
         if not setting["use_class_gate"] and setting["class_threshold"] != GRID["class_threshold"][0]:
             continue  # the class threshold is unused then
+        if setting["class_follows_stem"] and not (setting["use_class_gate"] and setting["class_must_match_stem"]):
+            continue  # the class only follows the routing when the class gate checks it against the routing
         if both_gates and not (setting["use_class_gate"] and setting["use_cosine_gate"]):
             continue
         res = evaluate(rows, DetectionParams(**setting))
@@ -247,6 +264,9 @@ def main() -> None:
         {"setting": "engine default (validation songs)", **evaluate(val, default)},
         {"setting": "engine default, class gate even against the U-Net's routing (validation)",
          **evaluate(val, dataclasses.replace(default, class_must_match_stem=False))},
+        {"setting": "engine default, the query heard as "
+                    f"{'its routed stems' if default.query_listen == 'clip' else 'given'} (validation)",
+         **evaluate(val, dataclasses.replace(default, query_listen="stem" if default.query_listen == "clip" else "clip"))},
         {"setting": "engine default, no stem gate, AST on the mix (validation)",
          **evaluate(val, dataclasses.replace(default, use_stem_gate=False, listen="mix"))},
         {"setting": "seed 002's gates made absolute (cosine 0.45, no stem gate; validation)",

@@ -40,6 +40,7 @@ so the gating logic can be tested on synthetic probability/embedding sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -94,6 +95,9 @@ class DetectionParams:
             stem the 4-stem U-Net routes the query to (its largest share; :func:`class_stem`).
             When the two models disagree about what the query is, the class is not trusted
             (the routing decides what is heard and the stem gate, the cosine what is kept).
+        class_follows_stem: when the query's top class is not in the routed stem, take its most
+            probable class that is (if that reaches ``query_class_confidence``): the U-Net's
+            routing breaks the AST's near-tie (a real voice heard as strings 0.63, vocals 0.61).
         stem_alone_for: stems whose routed estimate may stand in for the similarity gate when
             the AST cannot judge the query (its class below ``query_class_confidence``, e.g. a
             real voice unlike the synthesized singing it was trained on): a query the U-Net routes
@@ -110,6 +114,9 @@ class DetectionParams:
         min_duration_ms, merge_gap_ms, padding_ms: segment clean-up.
         listen: what the AST hears: ``"stem"`` the U-Net's estimate of the query's stem(s) (the
             mix with the routed prior mask applied: other instruments mostly gone) or ``"mix"``.
+        query_listen: what the AST hears of the query with ``listen="stem"``: ``"clip"`` the
+            query as given, or ``"stem"`` the query's own routed U-Net stems (heard as the mix
+            is: a region of a full mix then describes its routed instrument, not the whole mix).
         use_stem_gate: apply the stem gate: the shipped 4-stem U-Net routed by the query (as the
             mask's prior) must put at least ``stem_threshold_db`` of a window's power in the
             query's stem(s); lowered by ``stem_hysteresis_db`` to extend a run.
@@ -124,6 +131,7 @@ class DetectionParams:
     use_cosine_gate: bool = True
     query_class_confidence: float = 0.5
     class_must_match_stem: bool = True
+    class_follows_stem: bool = False
     stem_alone_for: tuple[str, ...] = ()
     hysteresis: float = 0.1
     percentile: float = 0.0
@@ -133,6 +141,7 @@ class DetectionParams:
     merge_gap_ms: float = 200.0
     padding_ms: float = 50.0
     listen: str = "stem"
+    query_listen: str = "clip"
     use_stem_gate: bool = True
     stem_threshold_db: float = -14.0
     stem_hysteresis_db: float = 3.0
@@ -238,6 +247,16 @@ def class_stem(class_name: str) -> str:
     """The 4-stem U-Net's stem a class belongs to: vocals, drums and bass are their own, every
     other instrument family is ``"other"``."""
     return class_name if class_name in ("vocals", "drums", "bass") else "other"
+
+
+def class_in_stem(info: QueryInfo, stem: str) -> tuple[str, int, float] | None:
+    """The query's most probable class among those of ``stem`` (:func:`class_stem`):
+    ``(name, index, probability)``, or None when no class belongs to it."""
+    best = None
+    for i, (name, p) in enumerate(info.probabilities.items()):
+        if class_stem(name) == stem and (best is None or p > best[2]):
+            best = (name, i, float(p))
+    return best
 
 
 def routed_stem(shares: dict[str, float]) -> str:
@@ -560,6 +579,8 @@ class MixAnalysis:
         prior: the whole-mix U-Net prior (None without the stem gate and with ``listen="mix"``).
         level: ``(N,)`` the stem gate's value per window (dB), None without a prior.
         seconds: timings.
+        query_heard: the query's own routed U-Net stems (mono, the mix's rate) when the AST
+            listens to the stem estimate; None otherwise.
     """
 
     starts: np.ndarray
@@ -568,6 +589,7 @@ class MixAnalysis:
     prior: SourcePrior | None
     level: np.ndarray | None
     seconds: dict[str, float]
+    query_heard: Audio | None = None
 
 
 def analyse_for_query(
@@ -592,6 +614,8 @@ def analyse_for_query(
     """
     if params.listen not in ("stem", "mix"):
         raise InputError(f"listen must be 'stem' or 'mix', not {params.listen!r}")
+    if params.query_listen not in ("clip", "stem"):
+        raise InputError(f"query_listen must be 'clip' or 'stem', not {params.query_listen!r}")
     need_prior = params.use_stem_gate or params.listen == "stem"
     share = 0.7 if need_prior else 0.0
     seconds: dict[str, float] = {}
@@ -616,9 +640,13 @@ def analyse_for_query(
 
     t = time.perf_counter()
     heard = mix
+    query_heard = None
     if prior is not None and prior.estimate is not None:
         heard = Audio(prior.estimate[None], mix.sample_rate)
         prior.estimate = None  # only the AST needs it
+        if prior.query_estimate is not None:
+            query_heard = Audio(prior.query_estimate[None], mix.sample_rate)
+            prior.query_estimate = None
     starts, probs, embs = analyse_mix(embedder, heard, params.hop_seconds, cancel, listening)
     del heard
     seconds["embed_mix"] = time.perf_counter() - t
@@ -628,7 +656,7 @@ def analyse_for_query(
 
         level = prior.window_level_db(starts, params.window_seconds, mix.sample_rate,
                                       query_stft(mix.sample_rate).hop_length)
-    return MixAnalysis(starts, probs, embs, prior, level, seconds)
+    return MixAnalysis(starts, probs, embs, prior, level, seconds, query_heard)
 
 
 def detect_segments(
@@ -670,17 +698,29 @@ def detect_segments(
         raise InputError(f"window_seconds must be {embedder.config.window_seconds:g} (the model's window)")
     t_load = time.perf_counter() - t0
     q, notes = prepare_query(query, path=query_path)
-    rate = embedder.config.sample_rate
-    t = time.perf_counter()
-    info = describe_query(embedder, to_analysis_rate(q, rate), q.duration_seconds, notes)
-    t_query = time.perf_counter() - t
-    seconds = {"load_model": t_load, "embed_query": t_query}
     heard = analyse_for_query(embedder, mix, q, params, device, models_dir, progress, cancel)
+    t = time.perf_counter()
+    info = describe_heard_query(embedder, q, heard, params, notes)
+    seconds = {"load_model": t_load, "embed_query": time.perf_counter() - t}
     seconds.update(heard.seconds)
     det = gate_analysis(info, heard, mix.duration_seconds, params)
     seconds["detect"] = time.perf_counter() - t0
     det.seconds = seconds
     return det
+
+
+def describe_heard_query(embedder: QueryEmbedder, query: Audio, heard: MixAnalysis, params: DetectionParams,
+                         notes: list[str]) -> QueryInfo:
+    """:func:`describe_query` of the query as given, or (``params.query_listen == "stem"`` with a
+    routed estimate, :attr:`MixAnalysis.query_heard`) of its own routed U-Net stems, unless those
+    are near silent (the routing put the query's energy elsewhere: then the clip, with a note)."""
+    rate = embedder.config.sample_rate
+    routed = heard.query_heard
+    if params.query_listen == "stem" and routed is not None:
+        if _rms_db(routed.samples) > _rms_db(query.samples) - 30.0:
+            return describe_query(embedder, to_analysis_rate(routed, rate), query.duration_seconds, notes)
+        notes = [*notes, "the query's routed stems are near silent: the AST heard the query as given"]
+    return describe_query(embedder, to_analysis_rate(query, rate), query.duration_seconds, notes)
 
 
 def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
@@ -690,6 +730,14 @@ def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
     prior = heard.prior
     routed = routed_stem(prior.shares) if prior is not None else None
     matches = routed is None or class_stem(info.class_name) == routed
+    if not matches and params.class_follows_stem and routed is not None:
+        alt = class_in_stem(info, routed)
+        if alt is not None and alt[2] >= params.query_class_confidence:
+            info = dataclasses.replace(info, class_name=alt[0], class_index=alt[1], class_probability=alt[2],
+                                       notes=[*info.notes, f"the query's top class ({info.class_name}, p = "
+                                              f"{info.class_probability:.2f}) is not in the stem the U-Net hears it "
+                                              f"in: its class is taken as {alt[0]} (p = {alt[2]:.2f})"])
+            matches = True
     det = detect_from_sequences(heard.probs[:, info.class_index], heard.embeddings @ info.embedding,
                                 heard.starts, duration_seconds, params, info.class_probability, heard.level,
                                 matches, routed)

@@ -361,6 +361,8 @@ class SourcePrior:
             factorisation reuses it when the whole mix is covered.
         estimate: ``(frames,)`` float32 mono audio at the mix's rate: the routed mask applied to
             the mono mix (what the U-Net hears of the query's stem(s)); None unless asked for.
+        query_estimate: ``(samples,)`` float32 mono at the mix's rate: the query's own routed
+            stems, weighted alike (the query heard as the mix is); None unless ``estimate``.
     """
 
     mask: np.ndarray | None
@@ -372,6 +374,7 @@ class SourcePrior:
     covered: np.ndarray | None = None
     bands: np.ndarray | None = None
     estimate: np.ndarray | None = None
+    query_estimate: np.ndarray | None = None
 
     def window_level_db(self, window_starts: np.ndarray, window_seconds: float, sample_rate: int,
                         hop_length: int) -> np.ndarray:
@@ -420,10 +423,10 @@ def prior_spans(segments: list[Segment], duration: float, margin_s: float = 2.0)
     return spans
 
 
-def query_stem_shares(query: Audio, rate: int, device: torch.device | str = "cpu",
-                      unet: UNetSeparator | None = None) -> dict[str, float]:
-    """Where the 4-stem U-Net puts the query's energy: each stem's share (they sum to 1), with
-    the query at ``rate`` (the mix's)."""
+def query_stem_split(query: Audio, rate: int, device: torch.device | str = "cpu",
+                     unet: UNetSeparator | None = None) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """The 4-stem U-Net on the query (at ``rate``, the mix's): each stem's share of the query's
+    energy (they sum to 1) and each stem's mono estimate ``(samples,)`` float32."""
     from engine.separators.unet import UNetSeparator
 
     unet = unet or UNetSeparator()
@@ -431,7 +434,22 @@ def query_stem_shares(query: Audio, rate: int, device: torch.device | str = "cpu
     rq = unet.separate(q, device=str(device), parameters={"stems": "4", "masks": False})
     energy = {k: float(np.sum(np.square(v.samples, dtype=np.float64))) for k, v in rq.stems.items()}
     total = sum(energy.values()) or 1.0
-    return {k: v / total for k, v in energy.items()}
+    mono = {k: v.samples.mean(axis=0, dtype=np.float32) for k, v in rq.stems.items()}
+    return {k: v / total for k, v in energy.items()}, mono
+
+
+def query_stem_shares(query: Audio, rate: int, device: torch.device | str = "cpu",
+                      unet: UNetSeparator | None = None) -> dict[str, float]:
+    """Where the 4-stem U-Net puts the query's energy: each stem's share (they sum to 1), with
+    the query at ``rate`` (the mix's)."""
+    return query_stem_split(query, rate, device, unet)[0]
+
+
+def routing_weights(shares: dict[str, float], power: float) -> dict[str, float]:
+    """Routing weight per stem: the shares raised to ``power``, normalised to sum to 1."""
+    raw = {k: v ** power for k, v in shares.items()}
+    norm = sum(raw.values()) or 1.0
+    return {k: v / norm for k, v in raw.items()}
 
 
 def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torch.device | str = "cpu",
@@ -461,10 +479,14 @@ def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torc
 
     t = time.perf_counter()
     unet = UNetSeparator(models_dir)
-    shares = query_stem_shares(query, mix.sample_rate, device, unet)
-    raw = {k: v ** power for k, v in shares.items()}
-    norm = sum(raw.values()) or 1.0
-    weights = {k: v / norm for k, v in raw.items()}
+    shares, query_stems = query_stem_split(query, mix.sample_rate, device, unet)
+    weights = routing_weights(shares, power)
+    query_estimate = None
+    if estimate:  # the query heard as the mix will be: its routed stems
+        query_estimate = np.zeros_like(next(iter(query_stems.values())))
+        for k, w in weights.items():
+            query_estimate += np.float32(w) * query_stems[k]
+    del query_stems
     cfg = query_stft(mix.sample_rate)
     hop = cfg.hop_length
     frames = cfg.frames_for(mix.frames)
@@ -550,7 +572,7 @@ def unet_source_prior(mix: Audio, query: Audio, power: float = 4.0, device: torc
             covered[k0:k1] = True
         done += b_s - a_s
     return SourcePrior(mask, weights, shares, time.perf_counter() - t, frame_energy, routed_energy, covered,
-                       bands, est)
+                       bands, est, query_estimate)
 
 
 def _mono_bands(x: np.ndarray, cfg: StftConfig, fb: torch.Tensor, chunk_frames: int,

@@ -83,6 +83,9 @@ class QuerySeparator(Separator):
         Parameter("class_must_match_stem", True, "The class gate applies only when the query's class "
                   "belongs to the stem the U-Net hears the query in (when the two models disagree, "
                   "the class is not trusted).", kind="bool"),
+        Parameter("class_follows_stem", False, "When the query's top class is not in the stem the U-Net hears "
+                  "it in, use its most probable class that is (if that reaches the query class confidence).",
+                  kind="bool"),
         Parameter("stem_alone_for", "none", "When the AST is unsure of the query's class and the U-Net "
                   "hears the query as one of these stems, that stem's level alone finds it (the AST was "
                   "trained on synthesized singing; real voices can puzzle it). Off by default: on real "
@@ -105,6 +108,10 @@ class QuerySeparator(Separator):
         Parameter("listen", "stem", "What the AST listens to: 'stem' the U-Net's estimate of the query's "
                   "stem(s) (other instruments mostly removed), 'mix' the mix itself.",
                   kind="choice", choices=("stem", "mix")),
+        Parameter("query_listen", "clip", "What the AST listens to in the query (with listen = 'stem'): "
+                  "'clip' the query as given, 'stem' the query's own routed U-Net stems, heard as the mix "
+                  "is (for a region of a full mix: the routed instrument, not the whole mix).",
+                  kind="choice", choices=("clip", "stem")),
         Parameter("use_stem_gate", True, "Stem gate: the 4-stem U-Net, routed by the query, must hear the "
                   "query's stem in a window (absent sounds give no segments).", kind="bool"),
         Parameter("stem_threshold_db", -14.0, "Stem gate: the least share of a window's power the "

@@ -531,6 +531,13 @@ def _share_text(config: dict[str, Any]) -> str:
     return f"{share:.0%} of songs sung by recorded-speaker voices" if share > 0 else "espeak-ng voices only"
 
 
+def _schedule_text(config: dict[str, Any]) -> str:
+    start = int(config.get("schedule_start_step", 0))
+    text = (f"warm-up {config['warmup_steps']}, cosine to {config['min_lr_fraction']}× at step "
+            f"{start + int(config['total_steps'])}")
+    return f"the last phase from step {start}: {text}" if start else text
+
+
 def _voices_text(runs: list[dict[str, Any]]) -> str:
     """How the training songs were sung, run by run (a fine-tuning phase can change it)."""
     shares = [float(r["config"].get("recorded_voice_share", 0.0)) for r in runs]
@@ -578,7 +585,7 @@ def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", nam
                            f"{train_cfg['train_seeds'][1] * train_cfg['song_seconds'] / 3600:.2f} h of mixes",
             "validation_songs": f"{train_cfg['val_seeds'][1]} songs (seeds {train_cfg['val_seeds'][0]}…, disjoint)",
             "class_programs": {k: list(v) for k, v in FAMILY_PROGRAMS.items()},
-            "train_sources_per_class": runs[0]["train_identities"] if runs else {},
+            "train_sources_per_class": runs[-1]["train_identities"] if runs else {},
             "windows": "1 s at 16 kHz; per batch 2 views of each source (solo, or with other sources of the "
                        "same song mixed 18 dB below to 3 dB above it), random gain −20…+10 dB",
         },
@@ -591,8 +598,7 @@ def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", nam
                     f"{train_cfg['contrastive_weight']} × supervised InfoNCE "
                     f"(temperature {train_cfg['temperature']}; positives: same source; same-class "
                     "sources excluded from the denominator)",
-            "optimizer": f"AdamW lr {train_cfg['lr']} (warm-up {train_cfg['warmup_steps']}, cosine to "
-                         f"{train_cfg['min_lr_fraction']}× at step {train_cfg['total_steps']}), weight decay "
+            "optimizer": f"AdamW lr {train_cfg['lr']} ({_schedule_text(train_cfg)}), weight decay "
                          f"{train_cfg['weight_decay']}",
             "runs": "; ".join(f"from step {r['step']}: {r['minutes']:g} min on {r['device']} "
                               f"({r['threads']} thread{'s' if r['threads'] != 1 else ''}), BCE weight "

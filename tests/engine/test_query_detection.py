@@ -3,6 +3,7 @@ activity, the query checks, and event.json's schema."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -116,6 +117,39 @@ def test_class_outside_the_routed_stem_is_not_gated_on() -> None:
     strict = DetectionParams(smoothing_windows=0.0, class_must_match_stem=False)
     det = detect_from_sequences(p, c, starts, 20.5, strict, query_class_probability=0.9, class_matches_stem=False)
     assert det.class_gate_used and det.segments == []
+
+
+def test_class_can_follow_the_routed_stem() -> None:
+    """``class_follows_stem``: a query the AST calls strings (0.63) but also vocals (0.61), routed
+    to vocals by the U-Net, is gated on its vocal probability (with a note); below the query
+    confidence, or with the option off, the class gate stays out."""
+    from engine.query.detection import MixAnalysis, QueryInfo, class_in_stem, gate_analysis
+    from engine.query.masking import SourcePrior
+
+    n = 40
+    probs = np.zeros((n, 4))  # classes: vocals, drums, bass, strings
+    probs[:, 3] = 0.05  # strings nowhere
+    probs[10:30, 0] = 0.9  # vocals in windows 10-29
+    emb = np.tile(np.array([1.0, 0.0]), (n, 1))  # every window as similar as can be
+    prior = SourcePrior(None, {"vocals": 1.0}, {"vocals": 0.8, "drums": 0.1, "bass": 0.05, "other": 0.05}, 0.0)
+    heard = MixAnalysis(np.arange(n) * HOP, probs, emb, prior, None, {})
+
+    def info(p_vocals: float) -> QueryInfo:
+        p = {"vocals": p_vocals, "drums": 0.01, "bass": 0.02, "strings": 0.63}
+        return QueryInfo("strings", 3, 0.63, p, np.array([1.0, 0.0]), 2.0)
+
+    assert class_in_stem(info(0.61), "vocals") == ("vocals", 0, 0.61)
+    assert class_in_stem(info(0.61), "other") == ("strings", 3, 0.63)
+    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False)
+    follow = dataclasses.replace(base, class_follows_stem=True)
+    det = gate_analysis(info(0.61), heard, 20.5, follow)
+    assert det.class_gate_used and det.query is not None and det.query.class_name == "vocals"
+    assert any("taken as vocals" in note for note in det.query.notes)
+    assert len(det.segments) == 1 and det.segments[0].start == pytest.approx(10 * HOP + 0.25)
+    for params, p_vocals in ((base, 0.61), (follow, 0.3)):  # off, or vocals below the confidence
+        det = gate_analysis(info(p_vocals), heard, 20.5, params)
+        assert not det.class_gate_used and det.query is not None and det.query.class_name == "strings"
+        assert len(det.segments) == 1 and det.segments[0].start == 0.0  # similarity alone: everywhere
 
 
 def test_unsure_vocal_query_is_found_by_the_stem_level_alone() -> None:
@@ -277,6 +311,42 @@ def test_detect_segments_runs_any_rate_and_channels_with_a_model() -> None:
     assert np.allclose(np.linalg.norm(det.query.embedding), 1.0, atol=1e-5)
     for s in det.segments:
         assert 0 <= s.start < s.end <= 7.3
+
+
+def test_the_query_can_be_heard_as_its_routed_stems() -> None:
+    """With ``listen="stem"`` the analysis keeps the query's own routed U-Net stems (mono, at the
+    mix's rate, as long as the query); ``query_listen`` picks what the AST describes; a near-silent
+    routed query falls back to the clip with a note; ``listen="mix"`` keeps none."""
+    from engine.query.detection import (
+        analyse_for_query,
+        describe_heard_query,
+        describe_query,
+        to_analysis_rate,
+    )
+
+    torch.manual_seed(0)
+    cfg = AstConfig(dim=32, depth=1, heads=2, embed_dim=16)
+    embedder = QueryEmbedder(AudioSpectrogramTransformer(cfg), torch.device("cpu"))
+    mix = Audio(_tone(6.0, rate=44100).samples + _tone(6.0, rate=44100, hz=97.0).samples, 44100)
+    q, _ = prepare_query(_tone(2.0, rate=22050, hz=97.0, channels=1))
+    heard = analyse_for_query(embedder, mix, q, DetectionParams())
+    assert heard.query_heard is not None and heard.prior is not None
+    assert heard.query_heard.sample_rate == 44100 and heard.query_heard.channels == 1
+    assert heard.query_heard.frames == 2 * 44100
+    expected = describe_query(embedder, to_analysis_rate(heard.query_heard, 16000), q.duration_seconds, [])
+    as_stem = describe_heard_query(embedder, q, heard, DetectionParams(query_listen="stem"), [])
+    as_clip = describe_heard_query(embedder, q, heard, DetectionParams(query_listen="clip"), [])
+    assert np.array_equal(as_stem.embedding, expected.embedding)
+    assert np.array_equal(as_clip.embedding,
+                          describe_query(embedder, to_analysis_rate(q, 16000), q.duration_seconds, []).embedding)
+    assert not np.array_equal(as_stem.embedding, as_clip.embedding)
+    heard.query_heard = Audio(np.zeros_like(heard.query_heard.samples), 44100)
+    fallback = describe_heard_query(embedder, q, heard, DetectionParams(query_listen="stem"), [])
+    assert np.array_equal(fallback.embedding, as_clip.embedding)
+    assert any("near silent" in n for n in fallback.notes)
+    assert analyse_for_query(embedder, mix, q, DetectionParams(listen="mix", use_stem_gate=False)).query_heard is None
+    with pytest.raises(InputError, match="query_listen"):
+        analyse_for_query(embedder, mix, q, DetectionParams(query_listen="mix"))
 
 
 # ----------------------------------------------------------------------------------------------
