@@ -75,6 +75,7 @@ from engine.query.detection import (  # noqa: E402
     detect_from_sequences,
     gate_analysis,
     prepare_query,
+    resolve_query_listen,
     seed_gating,
 )
 from engine.query.masking import MaskParams, separate_segments  # noqa: E402
@@ -183,10 +184,11 @@ class Runner:
         self.params = DetectionParams()
         self.mask = MaskParams()
 
-    def sequences(self, mix: Audio, query: Audio) -> dict[str, Any]:
+    def sequences(self, mix: Audio, query: Audio, from_mix: bool = False) -> dict[str, Any]:
         q, _ = prepare_query(query)
-        a = analyse_for_query(self.embedder, mix, q, self.params)  # as detect_segments does
-        info = describe_heard_query(self.embedder, q, a, self.params, [])
+        params = resolve_query_listen(self.params, from_mix)  # as detect_segments does
+        a = analyse_for_query(self.embedder, mix, q, params)
+        info = describe_heard_query(self.embedder, q, a, params, [])
         out = {"info": info, "analysis": a, "starts": a.starts, "prior": a.prior}
         for mode in ("clip", "stem"):  # the query heard as given / as its routed stems
             p_mode = dataclasses.replace(self.params, query_listen=mode)
@@ -198,18 +200,19 @@ class Runner:
             out["p_mix"], out["c_mix"] = a.probs[:, info.class_index], a.embeddings @ info.embedding
         return out
 
-    def detections(self, mix: Audio, query: Audio) -> dict[str, Any]:
-        s = self.sequences(mix, query)
-        det = gate_analysis(s["info"], s["analysis"], mix.duration_seconds, self.params)  # as detect_segments
+    def detections(self, mix: Audio, query: Audio, from_mix: bool = False) -> dict[str, Any]:
+        s = self.sequences(mix, query, from_mix)
+        params = resolve_query_listen(self.params, from_mix)
+        det = gate_analysis(s["info"], s["analysis"], mix.duration_seconds, params)  # as detect_segments
         alone = gate_analysis(s["info"], s["analysis"], mix.duration_seconds,
-                              dataclasses.replace(self.params, stem_alone_for=("vocals",)))
+                              dataclasses.replace(params, stem_alone_for=("vocals",)))
         # the detector before the U-Net gate: the AST on the mix, class 0.6 and cosine 0.5 gates
         before = DetectionParams(use_stem_gate=False, listen="mix", class_threshold=0.6, cosine_threshold=0.5)
         no_stem = detect_from_sequences(s["p_mix"], s["c_mix"], s["starts"], mix.duration_seconds, before,
                                         s["info"].class_probability)
         by_query = {}
         for key, changes in VARIANTS.items():  # ours with one option set either way
-            p = dataclasses.replace(self.params, **changes)
+            p = dataclasses.replace(params, **changes)
             by_query[key] = gate_analysis(s[f"info_query_{p.query_listen}"], s["analysis"], mix.duration_seconds,
                                           p).segments
         return {"ours": det.segments, "ours_without_stem_gate": no_stem.segments,
@@ -224,12 +227,13 @@ SEED_MASK = MaskParams(gamma_profile=0.25, mask_floor=0.08)  # the seed's values
 
 
 def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.ndarray,
-                 keys: tuple[str, ...] | None = None) -> dict[str, Any]:
-    """One present case: every row's F1 and SI-SDR (``keys``: only these rows)."""
+                 keys: tuple[str, ...] | None = None, from_mix: bool = False) -> dict[str, Any]:
+    """One present case: every row's F1 and SI-SDR (``keys``: only these rows; ``from_mix``:
+    the query is a region of the mix)."""
     truth = activity(target, mix.sample_rate)
     frames = truth.size
     t = time.perf_counter()
-    d = run.detections(mix, query)
+    d = run.detections(mix, query, from_mix)
     t_detect = time.perf_counter() - t
     oracle = clean_segments([Segment(i * FRAME, (i + 1) * FRAME) for i in np.flatnonzero(truth)],
                             mix.duration_seconds, 0.0, 0.01, 0.0)
@@ -397,7 +401,7 @@ def main() -> None:
             print(present[-1], flush=True)
             region = Audio(exposed_region(target, mix.samples, RATE, within=SECTIONS[0]), RATE)
             regions.append(present_case(run, f"{name}/{stem} (mix region)", mix, region, target,
-                                        keys=("ours", *QUERY_KEYS, "oracle_segments")))
+                                        keys=("ours", *QUERY_KEYS, "oracle_segments"), from_mix=True))
             print(regions[-1], flush=True)
             other_name, other = songs[(i + 1) % len(songs)]
             without = Audio(sum(other[s] for s in STEMS if s != stem), RATE)

@@ -67,6 +67,7 @@ class QueryPanel(QDockWidget):
         self.separator: QuerySeparator = get_separator("query")  # type: ignore[assignment]
         self.query: Audio | None = None
         self.query_label_text = ""
+        self.query_from_mix = False  # the query is a region of the mix (query_listen "auto")
         self.detection: Detection | None = None
         self._detected_inputs: tuple[Audio | None, Audio | None] = (None, None)
         self.segments: list[Segment] = []
@@ -169,8 +170,9 @@ class QueryPanel(QDockWidget):
         show_status(self.status_label, text, error)
 
     # ================================================================= query ================
-    def set_query(self, audio: Audio, label: str) -> None:
+    def set_query(self, audio: Audio, label: str, from_mix: bool = False) -> None:
         self.query = audio
+        self.query_from_mix = from_mix
         self.query_label_text = label
         self.query_label.setText(f"Query: {label} ({audio.duration_seconds:.2f} s)")
         self._update_enabled()
@@ -203,7 +205,7 @@ class QueryPanel(QDockWidget):
             self._say(f"{track.name}: {exc}", error=True)
             return False
         where = "the mix" if track.role == "mix" else track.name
-        self.set_query(clip, f"{where}, {format_time(a)}–{format_time(b)}")
+        self.set_query(clip, f"{where}, {format_time(a)}–{format_time(b)}", from_mix=track.role == "mix")
         return True
 
     def open_query(self, path: str | Path) -> bool:
@@ -253,9 +255,11 @@ class QueryPanel(QDockWidget):
             self._say(str(exc), error=True)
             return None
 
+        from_mix = self.query_from_mix
+
         def work(ctx: JobContext) -> Detection:
             return detect_segments(mix, query, params, progress=lambda f, m: ctx.progress(f, m),
-                                   cancel=ctx.cancel_token)
+                                   cancel=ctx.cancel_token, query_from_mix=from_mix)
 
         def done(job: Job) -> None:
             self.job = None

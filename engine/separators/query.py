@@ -108,10 +108,11 @@ class QuerySeparator(Separator):
         Parameter("listen", "stem", "What the AST listens to: 'stem' the U-Net's estimate of the query's "
                   "stem(s) (other instruments mostly removed), 'mix' the mix itself.",
                   kind="choice", choices=("stem", "mix")),
-        Parameter("query_listen", "clip", "What the AST listens to in the query (with listen = 'stem'): "
+        Parameter("query_listen", "auto", "What the AST listens to in the query (with listen = 'stem'): "
                   "'clip' the query as given, 'stem' the query's own routed U-Net stems, heard as the mix "
-                  "is (for a region of a full mix: the routed instrument, not the whole mix).",
-                  kind="choice", choices=("clip", "stem")),
+                  "is (for a region of a full mix: the routed instrument, not the whole mix); 'auto': "
+                  "'stem' for a region of the mix, 'clip' for a clip from elsewhere.",
+                  kind="choice", choices=("auto", "clip", "stem")),
         Parameter("use_stem_gate", True, "Stem gate: the 4-stem U-Net, routed by the query, must hear the "
                   "query's stem in a window (absent sounds give no segments).", kind="bool"),
         Parameter("stem_threshold_db", -14.0, "Stem gate: the least share of a window's power the "
@@ -160,7 +161,7 @@ class QuerySeparator(Separator):
                 progress(_DETECT_SHARE * fraction, message)
 
         detection = detect_segments(mix, clip, detection_params(params), device=str(device),
-                                    progress=first, cancel=cancel)
+                                    progress=first, cancel=cancel, query_from_mix=query is None)
         result = self.separate_detected(mix, clip, detection.segments, params, device, progress, cancel,
                                         prior=detection.prior)
         result.info["detection"] = detection

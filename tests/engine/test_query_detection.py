@@ -347,6 +347,17 @@ def test_the_query_can_be_heard_as_its_routed_stems() -> None:
     assert analyse_for_query(embedder, mix, q, DetectionParams(listen="mix", use_stem_gate=False)).query_heard is None
     with pytest.raises(InputError, match="query_listen"):
         analyse_for_query(embedder, mix, q, DetectionParams(query_listen="mix"))
+    from engine.query.detection import resolve_query_listen
+
+    auto = DetectionParams()
+    assert auto.query_listen == "auto"
+    assert resolve_query_listen(auto, query_from_mix=True).query_listen == "stem"
+    assert resolve_query_listen(auto, query_from_mix=False).query_listen == "clip"
+    assert resolve_query_listen(DetectionParams(query_listen="clip"), True).query_listen == "clip"
+    region = detect_segments(mix, q, DetectionParams(), embedder=embedder, query_from_mix=True)
+    assert region.query is not None and np.array_equal(region.query.embedding, as_stem.embedding)
+    clip = detect_segments(mix, q, DetectionParams(), embedder=embedder)
+    assert clip.query is not None and np.array_equal(clip.query.embedding, as_clip.embedding)
 
 
 # ----------------------------------------------------------------------------------------------

@@ -81,8 +81,9 @@ def test_a_selection_on_another_lane_takes_that_lane_as_the_query(qtbot, window)
     s.timeline.set_selection(a, b, track=aca.id)
     assert panel.use_selection()
     np.testing.assert_array_equal(panel.query.samples, aca.audio.samples[:, a - 1000 : b - 1000])
-    assert aca.name in panel.query_label_text
+    assert aca.name in panel.query_label_text and not panel.query_from_mix  # an isolated part: heard as is
     s.timeline.set_selection(a, b)  # no lane named: the mix
     assert s.timeline.selection_track is None
     assert panel.use_selection()
     np.testing.assert_array_equal(panel.query.samples, mix.audio.samples[:, a:b])
+    assert panel.query_from_mix  # query_listen "auto": the AST hears the region's routed stems
