@@ -707,6 +707,9 @@ def detect_segments(
         raise InputError(f"window_seconds must be {embedder.config.window_seconds:g} (the model's window)")
     t_load = time.perf_counter() - t0
     q, notes = prepare_query(query, path=query_path)
+    if params.query_listen == "auto" and query_from_mix and params.listen == "stem":
+        notes = [*notes, "the query is a region of the mix: the AST heard its routed U-Net stems "
+                         "(query_listen auto)"]
     params = resolve_query_listen(params, query_from_mix)
     heard = analyse_for_query(embedder, mix, q, params, device, models_dir, progress, cancel)
     t = time.perf_counter()

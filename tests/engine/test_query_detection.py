@@ -356,6 +356,7 @@ def test_the_query_can_be_heard_as_its_routed_stems() -> None:
     assert resolve_query_listen(DetectionParams(query_listen="clip"), True).query_listen == "clip"
     region = detect_segments(mix, q, DetectionParams(), embedder=embedder, query_from_mix=True)
     assert region.query is not None and np.array_equal(region.query.embedding, as_stem.embedding)
+    assert any("region of the mix" in n for n in region.query.notes)
     clip = detect_segments(mix, q, DetectionParams(), embedder=embedder)
     assert clip.query is not None and np.array_equal(clip.query.embedding, as_clip.embedding)
 
