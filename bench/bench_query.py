@@ -189,7 +189,7 @@ class Runner:
         params = resolve_query_listen(self.params, from_mix)  # as detect_segments does
         a = analyse_for_query(self.embedder, mix, q, params)
         info = describe_heard_query(self.embedder, q, a, params, [])
-        out = {"info": info, "analysis": a, "starts": a.starts, "prior": a.prior}
+        out = {"info": info, "analysis": a, "starts": a.starts, "prior": a.prior, "params": params}
         for mode in ("clip", "stem"):  # the query heard as given / as its routed stems
             p_mode = dataclasses.replace(self.params, query_listen=mode)
             out[f"info_query_{mode}"] = describe_heard_query(self.embedder, q, a, p_mode, [])
@@ -202,7 +202,7 @@ class Runner:
 
     def detections(self, mix: Audio, query: Audio, from_mix: bool = False) -> dict[str, Any]:
         s = self.sequences(mix, query, from_mix)
-        params = resolve_query_listen(self.params, from_mix)
+        params = s["params"]
         det = gate_analysis(s["info"], s["analysis"], mix.duration_seconds, params)  # as detect_segments
         alone = gate_analysis(s["info"], s["analysis"], mix.duration_seconds,
                               dataclasses.replace(params, stem_alone_for=("vocals",)))

@@ -448,11 +448,10 @@ class MaskEditor(QObject):
             self._hide_box()
             if start is None or layers is None or lane.track is None:
                 return
-            mode = BOX_MODES[self.box_mode.currentText()]
-            target = self.target_combo.currentText() if mode == "move" else None
-            if mode == "move" and (not target or target == lane.track.name):
-                self._say("Box ▸ Move: choose a target stem other than this one.")
+            chosen = self._region_mode(lane.track.name, "Box")
+            if chosen is None:
                 return
+            mode, target = chosen
             (t0, f0), (t1, f1) = start, point
             feather = self.feather.value() / 100.0
             edit = BoxEdit(lane.track.name, mode, min(t0, t1), max(t0, t1), min(f0, f1), max(f0, f1),
@@ -478,14 +477,23 @@ class MaskEditor(QObject):
         if record is not None:
             self._push(layers, record)
 
+    def _region_mode(self, stem: str, tool: str) -> tuple[str, str | None] | None:
+        """The Box setting's action and target for a box or lasso on ``stem``; None (with a
+        message) for a move without another stem to move to."""
+        mode = BOX_MODES[self.box_mode.currentText()]
+        target = self.target_combo.currentText() if mode == "move" else None
+        if mode == "move" and (not target or target == stem):
+            self._say(f"{tool} ▸ Move: choose a target stem other than this one.")
+            return None
+        return mode, target
+
     def _apply_lasso(self, layers: MaskLayers, lane: LaneWidget, points: list[tuple[float, float]]) -> None:
         """The region drawn round ``points`` (track seconds, Hz), with the Box setting."""
         assert lane.track is not None
-        mode = BOX_MODES[self.box_mode.currentText()]
-        target = self.target_combo.currentText() if mode == "move" else None
-        if mode == "move" and (not target or target == lane.track.name):
-            self._say("Lasso ▸ Move: choose a target stem other than this one.")
+        chosen = self._region_mode(lane.track.name, "Lasso")
+        if chosen is None:
             return
+        mode, target = chosen
         log_f = bool(lane.spectrogram.log_frequency)
         t = [p[0] for p in points]
         f = [math.log2(max(p[1], LOG_F_FLOOR_HZ)) if log_f else p[1] for p in points]
@@ -624,14 +632,7 @@ class MaskEditor(QObject):
         """Show the box from the press point (``anchor`` on the first call) to ``b``."""
         if self._box_item is None:
             self._box_anchor = anchor
-            item = QGraphicsRectItem()
-            pen = QPen(QColor("#ffffff"))
-            pen.setCosmetic(True)
-            pen.setStyle(Qt.PenStyle.DashLine)
-            item.setPen(pen)
-            item.setZValue(20)
-            lane.spectrogram.addItem(item)
-            self._box_item = item
+            self._box_item = _dashed_outline(lane, QGraphicsRectItem())
             self._box_lane = lane
         self._box_item.setRect(QRectF(self._box_anchor, b).normalized())
 
@@ -645,14 +646,7 @@ class MaskEditor(QObject):
     def _show_lasso(self, lane: LaneWidget) -> None:
         """Draw the lasso's path so far, closed back to its start."""
         if self._lasso_item is None:
-            item = QGraphicsPathItem()
-            pen = QPen(QColor("#ffffff"))
-            pen.setCosmetic(True)
-            pen.setStyle(Qt.PenStyle.DashLine)
-            item.setPen(pen)
-            item.setZValue(20)
-            lane.spectrogram.addItem(item)
-            self._lasso_item, self._lasso_lane = item, lane
+            self._lasso_item, self._lasso_lane = _dashed_outline(lane, QGraphicsPathItem()), lane
         path = QPainterPath(self._lasso_view[0])
         for p in self._lasso_view[1:]:
             path.lineTo(p)
@@ -664,6 +658,17 @@ class MaskEditor(QObject):
             self._lasso_lane.spectrogram.removeItem(self._lasso_item)
         self._lasso_item, self._lasso_lane = None, None
         self._lasso, self._lasso_view = [], []
+
+
+def _dashed_outline(lane: LaneWidget, item: Any) -> Any:
+    """``item`` (a rect or path item) drawn as a white dashed outline over ``lane``'s spectrogram."""
+    pen = QPen(QColor("#ffffff"))
+    pen.setCosmetic(True)
+    pen.setStyle(Qt.PenStyle.DashLine)
+    item.setPen(pen)
+    item.setZValue(20)
+    lane.spectrogram.addItem(item)
+    return item
 
 
 def install(window: QMainWindow) -> MaskEditor:

@@ -79,6 +79,12 @@ class Stroke:
         return f"{tool} on {self.stem}" + (f" → {self.target}" if self.target else "")
 
 
+def _region_label(tool: str, action: str, factor: float, stem: str, target: str | None) -> str:
+    """Undo-menu name of a box or lasso edit ("Box Fill on vocals", "Lasso Move on drums → bass")."""
+    verb = {"boost": "Fill", "cut": "Clear", "scale": f"Scale ×{factor:g}", "move": "Move"}
+    return f"{tool} {verb.get(action, action)} on {stem}" + (f" → {target}" if target else "")
+
+
 @dataclass(frozen=True)
 class BoxEdit:
     """A time × frequency rectangle: fill (``boost``), clear (``cut``), ``scale`` or ``move``.
@@ -100,9 +106,7 @@ class BoxEdit:
 
     @property
     def label(self) -> str:
-        verb = {"boost": "Fill", "cut": "Clear", "scale": f"Scale ×{self.factor:g}", "move": "Move"}
-        return f"Box {verb.get(self.action, self.action)} on {self.stem}" + (
-            f" → {self.target}" if self.target else "")
+        return _region_label("Box", self.action, self.factor, self.stem, self.target)
 
 
 @dataclass(frozen=True)
@@ -127,9 +131,7 @@ class LassoEdit:
 
     @property
     def label(self) -> str:
-        verb = {"boost": "Fill", "cut": "Clear", "scale": f"Scale ×{self.factor:g}", "move": "Move"}
-        return f"Lasso {verb.get(self.action, self.action)} on {self.stem}" + (
-            f" → {self.target}" if self.target else "")
+        return _region_label("Lasso", self.action, self.factor, self.stem, self.target)
 
 
 @dataclass(frozen=True)
@@ -323,30 +325,43 @@ def stroke_footprint(stroke: Stroke, grid: MaskGrid) -> Footprint:
     return Footprint(frame0, frame1, bin0, bin1, w)
 
 
+def _rise(d: np.ndarray) -> np.ndarray:
+    """Raised-cosine rise from 0 at ``d = 0`` to 1 at ``d >= 1`` (a feathered edge)."""
+    result: np.ndarray = 0.5 * (1.0 - np.cos(np.pi * np.clip(d, 0.0, 1.0)))
+    return result
+
+
 def _edge_ramp(x: np.ndarray, lo: float, hi: float, feather: float) -> np.ndarray:
     """1 inside [lo, hi], 0 outside, raised-cosine ramps of width ``feather`` inside the edges."""
     inside = (x >= lo) & (x <= hi)
     if feather <= 0:
         return inside.astype(np.float32)
-    d = np.minimum(x - lo, hi - x) / feather
-    ramp = 0.5 * (1.0 - np.cos(np.pi * np.clip(d, 0.0, 1.0)))
-    return np.where(inside, ramp, 0.0).astype(np.float32)
+    return np.where(inside, _rise(np.minimum(x - lo, hi - x) / feather), 0.0).astype(np.float32)
+
+
+def _cells_within(t0: float, t1: float, f0: float, f1: float, grid: MaskGrid) -> tuple[int, int, int, int]:
+    """``(frame0, frame1, bin0, bin1)``: the cells whose centres lie in ``[t0, t1] × [f0, f1]``."""
+    fs, bh = grid.frame_seconds, grid.bin_hz
+    return (int(np.clip(math.ceil(t0 / fs), 0, grid.frames)), int(np.clip(math.floor(t1 / fs) + 1, 0, grid.frames)),
+            int(np.clip(math.ceil(f0 / bh), 0, grid.bins)), int(np.clip(math.floor(f1 / bh) + 1, 0, grid.bins)))
+
+
+def _region_strength(action: str, strength: float) -> float:
+    """Weight inside a box or lasso: full for ``scale`` (the factor sets the amount), else the
+    strength."""
+    return 1.0 if action == "scale" else float(np.clip(strength, 0.0, 1.0))
 
 
 def box_footprint(box: BoxEdit, grid: MaskGrid) -> Footprint:
     """The weights of a box (strength inside, feathered edges)."""
     t0, t1 = sorted((float(box.start_seconds), float(box.stop_seconds)))
     f0, f1 = sorted((float(box.low_hz), float(box.high_hz)))
-    fs, bh = grid.frame_seconds, grid.bin_hz
-    frame0 = int(np.clip(math.ceil(t0 / fs), 0, grid.frames))
-    frame1 = int(np.clip(math.floor(t1 / fs) + 1, 0, grid.frames))
-    bin0 = int(np.clip(math.ceil(f0 / bh), 0, grid.bins))
-    bin1 = int(np.clip(math.floor(f1 / bh) + 1, 0, grid.bins))
+    frame0, frame1, bin0, bin1 = _cells_within(t0, t1, f0, f1, grid)
     if frame1 <= frame0 or bin1 <= bin0:
         return Footprint(0, 0, 0, 0, np.zeros((0, 0), np.float32))
-    wt = _edge_ramp(np.arange(frame0, frame1) * fs, t0, t1, float(box.feather_seconds))
-    wf = _edge_ramp(np.arange(bin0, bin1) * bh, f0, f1, float(box.feather_hz))
-    strength = 1.0 if box.action == "scale" else float(np.clip(box.strength, 0.0, 1.0))
+    wt = _edge_ramp(np.arange(frame0, frame1) * grid.frame_seconds, t0, t1, float(box.feather_seconds))
+    wf = _edge_ramp(np.arange(bin0, bin1) * grid.bin_hz, f0, f1, float(box.feather_hz))
+    strength = _region_strength(box.action, box.strength)
     w = (wf[:, None] * wt[None, :] * np.float32(strength)).astype(np.float32)
     return Footprint(frame0, frame1, bin0, bin1, w)
 
@@ -387,10 +402,7 @@ def lasso_footprint(edit: LassoEdit, grid: MaskGrid) -> Footprint:
         return empty
     fs, bh = grid.frame_seconds, grid.bin_hz
     t, hz = pts[:, 0], np.maximum(pts[:, 1], 0.0)
-    frame0 = int(np.clip(math.ceil(t.min() / fs), 0, grid.frames))
-    frame1 = int(np.clip(math.floor(t.max() / fs) + 1, 0, grid.frames))
-    bin0 = int(np.clip(math.ceil(hz.min() / bh), 0, grid.bins))
-    bin1 = int(np.clip(math.floor(hz.max() / bh) + 1, 0, grid.bins))
+    frame0, frame1, bin0, bin1 = _cells_within(float(t.min()), float(t.max()), float(hz.min()), float(hz.max()), grid)
     if frame1 <= frame0 or bin1 <= bin0:
         return empty
     # cells and polygon in (time / feather, frequency coordinate / feather) units
@@ -402,10 +414,10 @@ def lasso_footprint(edit: LassoEdit, grid: MaskGrid) -> Footprint:
     inside = _inside_polygon(cx, cy, px, py)
     if edit.feather_seconds > 0 or edit.feather_freq > 0:
         d = _edge_distance(cx, cy, px, py)
-        w = np.where(inside, 0.5 * (1.0 - np.cos(np.pi * np.clip(d, 0.0, 1.0))), 0.0)
+        w = np.where(inside, _rise(d), 0.0)
     else:
         w = inside.astype(np.float64)
-    strength = 1.0 if edit.action == "scale" else float(np.clip(edit.strength, 0.0, 1.0))
+    strength = _region_strength(edit.action, edit.strength)
     return Footprint(frame0, frame1, bin0, bin1, (w * strength).astype(np.float32))
 
 
