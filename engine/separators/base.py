@@ -43,15 +43,16 @@ class Parameter:
         """Check and convert a user value; raises InputError with the parameter named."""
         try:
             if self.kind == "bool":
-                v: Any = value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+                v: Any = value if isinstance(value, bool) else _BOOL_WORDS[str(value).strip().lower()]
             elif self.kind == "int":
                 v = int(value)
             elif self.kind == "float":
                 v = float(value)
             else:
                 v = str(value)
-        except (TypeError, ValueError) as exc:
-            raise InputError(f"parameter '{self.name}': {value!r} is not a valid {self.kind}") from exc
+        except (TypeError, ValueError, KeyError) as exc:
+            raise InputError(f"parameter '{self.name}': {value!r} is not a valid {self.kind}"
+                             + (" (use true/false, yes/no, on/off or 1/0)" if self.kind == "bool" else "")) from exc
         if self.kind == "choice" and v not in self.choices:
             raise InputError(f"parameter '{self.name}': {v!r} is not one of {list(self.choices)}")
         if self.kind in ("int", "float"):
@@ -60,6 +61,10 @@ class Parameter:
             if self.maximum is not None and v > self.maximum:
                 raise InputError(f"parameter '{self.name}': {v} is above the maximum {self.maximum}")
         return v
+
+
+#: Words a bool parameter accepts (anything else is an error, not a silent "false").
+_BOOL_WORDS = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
 
 
 @dataclass

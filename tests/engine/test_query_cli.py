@@ -138,7 +138,11 @@ def test_argument_errors_are_exit_2(files: dict[str, Path], tmp_path: Path,
                            (["--engine", "query", "--query-region", "7:12"], "outside the mix"),
                            (["--engine", "unet", "--query", str(files["query"])], "query engine"),
                            (["--engine", "query", "--query", str(files["query"]), "--param", "listen=drums"],
-                            "listen")):
+                            "listen"),
+                           (["--engine", "query", "--query-region", "1:3", "--param", "query_listen=mix"],
+                            "query_listen"),
+                           (["--engine", "query", "--query-region", "1:3", "--param", "class_follows_stem=maybe"],
+                            "class_follows_stem")):
         code, _, err = _main(capsys, *base, *extra)
         assert code == 2 and message in err, (extra, err)
         assert "Traceback" not in err
