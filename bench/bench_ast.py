@@ -128,7 +128,8 @@ def main() -> int:
         )
 
         cfg = _load_config(a.config, {})
-        payload["validation_config"] = {k: cfg[k] for k in ("cache", "val_seeds", "recorded_voice_share")}
+        payload["validation_config"] = {k: cfg[k] for k in ("cache", "val_seeds", "recorded_voice_share",
+                                                          "vocal_production")}
         cfg["cache"] = str(REPO / cfg["cache"])
         songs = load_songs(cfg, "val")
         sampler = WindowSampler(songs, CLASSES, embedder.config.window_samples, sampler_config(cfg), 12345)

@@ -34,7 +34,14 @@ from engine.synth import effects
 from engine.synth.effects import EqBand
 from engine.synth.instruments import InstrumentRender, find_soundfont
 from engine.synth.score import Note, Score, Track, generate_score
-from engine.synth.singer import RECORDED_VOICES, random_singer, recorded_voices_available, sing
+from engine.synth.singer import (
+    RECORDED_VOICES,
+    SingerSettings,
+    doubled,
+    random_singer,
+    recorded_voices_available,
+    sing,
+)
 
 SAMPLE_RATE = 16000
 #: Class → General MIDI programs rendered for it. The first programs of each "other" family are
@@ -168,10 +175,97 @@ def song_voice(score: Score, seed: int, recorded_voice_share: float) -> str:
     return str(rng.choice(RECORDED_VOICES[score.singer]))
 
 
+#: Harmony intervals (semitones) for a produced vocal's second line: thirds, fourth, fifth, sixth
+#: above, a fourth or fifth below. Parallel (the same interval throughout, not diatonic): some
+#: notes clash with the key; for a timbre model the second voice matters more than its harmony.
+HARMONY_INTERVALS = (3, 4, 5, 7, 8, 9, -5, -7)
+
+
+@dataclass(frozen=True)
+class VocalProduction:
+    """A record's production of a lead vocal (each stage None when not drawn).
+
+    Attributes:
+        double_db: a doubled take (re-sung, detuned, late) at this level relative to the lead.
+        harmony: ``(interval semitones, level dB)`` of a harmony line re-sung by the same singer.
+        compressor: ``(threshold dB relative to the active RMS, ratio)``.
+        saturation: ``(drive dB, blend 0..1)`` soft clipping (tanh).
+        echo: ``(delay s, gain dB per repeat, repeats)``: a slapback or echo.
+        telephone: ``(high-pass Hz, low-pass Hz, presence peak Hz, peak dB)``: band-limited.
+    """
+
+    double_db: float | None = None
+    harmony: tuple[int, float] | None = None
+    compressor: tuple[float, float] | None = None
+    saturation: tuple[float, float] | None = None
+    echo: tuple[float, float, int] | None = None
+    telephone: tuple[float, float, float, float] | None = None
+
+
+def random_vocal_production(seed: int) -> VocalProduction:
+    """The production drawn from ``seed`` alone (each stage with its own chance)."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x70D])
+    u = rng.uniform
+    return VocalProduction(
+        double_db=float(u(-9, -3)) if rng.random() < 0.5 else None,
+        harmony=(int(rng.choice(HARMONY_INTERVALS)), float(u(-12, -5))) if rng.random() < 0.35 else None,
+        compressor=(float(u(-14, -2)), float(u(2, 8))) if rng.random() < 0.7 else None,
+        saturation=(float(u(2, 12)), float(u(0.5, 1.0))) if rng.random() < 0.4 else None,
+        echo=(float(u(0.08, 0.35)), float(u(-16, -7)), int(rng.integers(1, 4))) if rng.random() < 0.3 else None,
+        telephone=((float(u(250, 600)), float(u(2500, 5000)), float(u(1000, 2000)), float(u(3, 8)))
+                   if rng.random() < 0.15 else None),
+    )
+
+
+def produce_vocal(lead: np.ndarray, score: Score, singer: SingerSettings, production: VocalProduction,
+                  seed: int, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A record's vocal production on the dry lead ``(samples,)`` (see :class:`VocalProduction`):
+    the doubled take and harmony are re-sung by ``singer`` (their variation drawn from ``seed``).
+    Real vocals in mixes rarely sound like one dry clean take; a model trained only on those
+    hears a distorted, doubled rock vocal as a guitar. Returns float32, peak 0.5."""
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xD0B])
+    seconds = lead.size / sample_rate
+    y = lead.astype(np.float64)
+    cache: dict[tuple[Any, ...], Any] = {}
+    if production.double_db is not None:
+        take = sing(score.melody, score.seconds_per_beat, seconds, sample_rate, doubled(singer, rng), rng, cache)
+        y = y + 10 ** (production.double_db / 20) * take[: y.size]
+    if production.harmony is not None:
+        step, level_db = production.harmony
+        melody = [replace(n, pitch=n.pitch + step) for n in score.melody]
+        take = sing(melody, score.seconds_per_beat, seconds, sample_rate, doubled(singer, rng), rng, cache)
+        y = y + 10 ** (level_db / 20) * take[: y.size]
+    rms = _active_rms(y)
+    if rms <= 0:
+        return lead.astype(np.float32)
+    y = y / rms  # active RMS 1: thresholds and drive are relative to the singing
+    if production.compressor is not None:
+        y = effects.compress(y[None, :], sample_rate, *production.compressor)[0]
+        y = y / max(_active_rms(y), 1e-9)
+    if production.saturation is not None:
+        drive_db, blend = production.saturation
+        drive = 10 ** (drive_db / 20)
+        y = y + blend * (np.tanh(drive * y / 3.0) * 3.0 / drive - y)
+    if production.echo is not None:
+        delay_s, gain_db, repeats = production.echo
+        delay, gain = int(delay_s * sample_rate), 10 ** (gain_db / 20)
+        echo = np.zeros_like(y)
+        for k in range(1, repeats + 1):
+            if k * delay < y.size:
+                echo[k * delay :] += gain**k * y[: y.size - k * delay]
+        y = y + echo
+    if production.telephone is not None:
+        hp, lp, peak_hz, peak_db = production.telephone
+        y = effects.equalize(y[None, :], sample_rate, (EqBand("highpass", hp), EqBand("lowpass", lp),
+                                                      EqBand("peak", peak_hz, peak_db, 1.0)))[0]
+    return (0.5 * y / max(float(np.max(np.abs(y))), 1e-9)).astype(np.float32)
+
+
 def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path | None = None,
-                      recorded_voice_share: float = 0.0) -> MultitrackSong:
+                      recorded_voice_share: float = 0.0, vocal_production: float = 0.0) -> MultitrackSong:
     """Render one multitrack song (see the module docstring). Deterministic in ``seed`` (and the
-    share of songs sung by a recorded-speaker voice, see :func:`song_voice`)."""
+    share of songs sung by a recorded-speaker voice, see :func:`song_voice`, and the share whose
+    vocal gets a record's production, :func:`produce_vocal`, drawn from the seed alone)."""
     t0 = time.perf_counter()
     score = generate_score(seed, duration_seconds)
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0xA57])
@@ -183,6 +277,9 @@ def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path
                           SAMPLE_RATE, sf2) as job:
         singer = random_singer(rng, voice)
         vocal = sing(score.melody, score.seconds_per_beat, duration_seconds, SAMPLE_RATE, singer, rng, {})
+        produced = np.random.default_rng([int(seed) & 0xFFFFFFFF, 0x9D0]).random() < vocal_production
+        if produced:
+            vocal = produce_vocal(vocal, score, singer, random_vocal_production(seed), seed)
         raw = job.result()
     names = [t.name for t in tracks] + ["vocals"]
     labels = [_label_for(t) for t in tracks] + ["vocals"]
@@ -201,25 +298,30 @@ def render_multitrack(seed: int, duration_seconds: float = 30.0, soundfont: Path
         if rms > 0:
             y *= 10 ** ((-22.0 + float(rng.uniform(-5, 5))) / 20) / rms
         sources[i] = y[0]
+    # vocal_produced: the production was drawn for this song (a few draws hold no stage at all)
     info = {"style": score.style, "tempo_bpm": score.tempo_bpm, "key": score.key_name, "voice": voice,
+            "vocal_produced": bool(produced),
             "duration_seconds": duration_seconds, "sample_rate": SAMPLE_RATE, "soundfont": sf2.name,
             "seconds": round(time.perf_counter() - t0, 2)}
     return MultitrackSong(int(seed), sources, names, labels, programs, info)
 
 
-def _render_to(seed: int, path: Path, duration_seconds: float, recorded_voice_share: float = 0.0) -> str:
-    song = render_multitrack(seed, duration_seconds, recorded_voice_share=recorded_voice_share)
+def _render_to(seed: int, path: Path, duration_seconds: float, recorded_voice_share: float = 0.0,
+               vocal_production: float = 0.0) -> str:
+    song = render_multitrack(seed, duration_seconds, recorded_voice_share=recorded_voice_share,
+                             vocal_production=vocal_production)
     song.save(path)
-    return (f"rendered song {seed} ({song.info['style']}, {', '.join(song.labels)}, voice {song.info['voice']}) "
-            f"in {song.info['seconds']:.1f} s")
+    produced = ", produced vocal" if song.info.get("vocal_produced") else ""
+    return (f"rendered song {seed} ({song.info['style']}, {', '.join(song.labels)}, voice {song.info['voice']}"
+            f"{produced}) in {song.info['seconds']:.1f} s")
 
 
 def build_cache(seeds: Sequence[int], folder: Path, duration_seconds: float = 30.0,
                 progress: Callable[[str], None] | None = None, workers: int = 1,
-                recorded_voice_share: float = 0.0) -> list[Path]:
+                recorded_voice_share: float = 0.0, vocal_production: float = 0.0) -> list[Path]:
     """Render every seed not yet in ``folder`` (``song_<seed>.npz``), in ``workers`` processes;
-    returns all their paths (in seed order). A folder holds one ``recorded_voice_share``: use
-    another folder for another share."""
+    returns all their paths (in seed order). A folder holds one ``recorded_voice_share`` and
+    ``vocal_production``: use another folder for other values."""
     folder.mkdir(parents=True, exist_ok=True)
     paths = [folder / f"song_{seed}.npz" for seed in seeds]
     todo = [(seed, p) for seed, p in zip(seeds, paths, strict=True) if not p.is_file()]
@@ -228,12 +330,13 @@ def build_cache(seeds: Sequence[int], folder: Path, duration_seconds: float = 30
 
         with ProcessPoolExecutor(workers) as pool:
             for message in pool.map(_render_to, [s for s, _ in todo], [p for _, p in todo],
-                                    [duration_seconds] * len(todo), [recorded_voice_share] * len(todo)):
+                                    [duration_seconds] * len(todo), [recorded_voice_share] * len(todo),
+                                    [vocal_production] * len(todo)):
                 if progress is not None:
                     progress(message)
     else:
         for seed, p in todo:
-            message = _render_to(seed, p, duration_seconds, recorded_voice_share)
+            message = _render_to(seed, p, duration_seconds, recorded_voice_share, vocal_production)
             if progress is not None:
                 progress(message)
     return paths

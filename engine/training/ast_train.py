@@ -76,6 +76,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "val_seeds": [90000, 24],
     "song_seconds": 30.0,
     "recorded_voice_share": 0.0,  # songs sung by a flite (recorded-speaker) voice; see ast_data.song_voice
+    "vocal_production": 0.0,  # songs whose vocal gets a record's production; see ast_data.produce_vocal
     "render_workers": 1,
     "model": {},
     "sampler": {},
@@ -110,7 +111,8 @@ def load_songs(config: dict[str, Any], split: str) -> list[MultitrackSong]:
     seeds = _seeds(config["train_seeds" if split == "train" else "val_seeds"])
     paths = build_cache(seeds, folder, float(config["song_seconds"]), progress=print,
                         workers=int(config["render_workers"]),
-                        recorded_voice_share=float(config["recorded_voice_share"]))
+                        recorded_voice_share=float(config.get("recorded_voice_share", 0.0)),
+                        vocal_production=float(config.get("vocal_production", 0.0)))  # older configs lack them
     return [MultitrackSong.load(p) for p in paths]
 
 
@@ -528,7 +530,9 @@ def _card_markdown(card: dict[str, Any]) -> str:
 
 def _share_text(config: dict[str, Any]) -> str:
     share = float(config.get("recorded_voice_share", 0.0))
-    return f"{share:.0%} of songs sung by recorded-speaker voices" if share > 0 else "espeak-ng voices only"
+    text = f"{share:.0%} of songs sung by recorded-speaker voices" if share > 0 else "espeak-ng voices only"
+    produced = float(config.get("vocal_production", 0.0))
+    return text + (f", {produced:.0%} with a record's vocal production" if produced > 0 else "")
 
 
 def _schedule_text(config: dict[str, Any]) -> str:
@@ -544,10 +548,17 @@ def _voices_text(runs: list[dict[str, Any]]) -> str:
     if not any(shares):
         return "espeak-ng formant voices re-sung with WORLD"
     first = next(r["step"] for r, sh in zip(runs, shares, strict=True) if sh > 0)
-    return (f"espeak-ng formant voices re-sung with WORLD; from step {first}, "
+    text = (f"espeak-ng formant voices re-sung with WORLD; from step {first}, "
             f"{max(shares):.0%} of songs sung by flite's recorded-speaker voices "
             f"(CMU ARCTIC slt, rms, awb and the kal diphones) re-sung the same way "
             "(engine.synth.singer.RECORDED_VOICES)")
+    produced = [(r["step"], float(r["config"].get("vocal_production", 0.0))) for r in runs]
+    if any(p > 0 for _, p in produced):
+        step, share = next((s, p) for s, p in produced if p > 0)
+        text += (f"; from step {step}, {share:.0%} of songs with a record's vocal production (a doubled take, "
+                 "a parallel harmony line, compression, saturation, echo, a telephone EQ, each drawn with its "
+                 "own chance: engine.training.ast_data.produce_vocal)")
+    return text
 
 
 def export(checkpoint: str | Path, out_dir: str | Path = "resources/models", name: str = "ast",

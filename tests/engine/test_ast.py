@@ -258,3 +258,53 @@ def test_fine_tuning_restarts_the_schedule() -> None:
     assert scheduled_lr(5000, tuned) == pytest.approx(1e-4)  # warm-up again
     assert scheduled_lr(5010, tuned) == pytest.approx(1e-3)  # the new phase's peak
     assert scheduled_lr(5100, tuned) == pytest.approx(5e-5)
+
+
+def test_produced_vocal_stages() -> None:
+    """A record's vocal production: drawn from the seed alone (the same seed, the same vocal);
+    saturation flattens the take's peaks (a lower crest factor); an echo repeats it at its delay;
+    a doubled take adds a second, detuned voice (the result no longer equals the lead); the
+    telephone EQ removes the low end."""
+    missing = _synth_available()
+    if missing:
+        if os.environ.get("CI"):
+            pytest.fail(f"synthesizer tools missing: {missing} (required under CI)")
+        pytest.skip(f"synthesizer tools missing: {missing}")
+    from engine.synth.score import generate_score
+    from engine.synth.singer import random_singer, sing
+    from engine.training.ast_data import (
+        SAMPLE_RATE,
+        VocalProduction,
+        _active_rms,
+        produce_vocal,
+        random_vocal_production,
+    )
+
+    score = generate_score(777_100, 8.0)
+    singer = random_singer(np.random.default_rng(0), score.voice)
+    dry = sing(score.melody, score.seconds_per_beat, 8.0, SAMPLE_RATE, singer, np.random.default_rng(0), {})
+    drawn = [random_vocal_production(seed) for seed in range(40)]
+    assert drawn == [random_vocal_production(seed) for seed in range(40)]
+    assert 10 <= sum(p.double_db is not None for p in drawn) <= 30  # each stage has its own chance
+    assert 0 < sum(p.saturation is not None for p in drawn) < 40
+
+    def crest(x: np.ndarray) -> float:
+        return float(np.max(np.abs(x)) / _active_rms(x))
+
+    plain = produce_vocal(dry, score, singer, VocalProduction(), 0)
+    np.testing.assert_allclose(plain, 0.5 * dry / np.max(np.abs(dry)), atol=1e-6)  # nothing drawn: the lead
+    hot = produce_vocal(dry, score, singer, VocalProduction(saturation=(12.0, 1.0)), 0)
+    assert crest(hot) < 0.7 * crest(dry), (crest(dry), crest(hot))
+    d = int(0.2 * SAMPLE_RATE)
+    echoed = produce_vocal(dry, score, singer, VocalProduction(echo=(0.2, -6.0, 1)), 0).astype(np.float64)
+    tail = echoed[d:] - (echoed[d:] @ plain[d:]) / (plain[d:] @ plain[d:]) * plain[d:]  # what is not the lead
+    assert (tail @ plain[:-d]) / np.sqrt((tail @ tail) * (plain[:-d] @ plain[:-d])) > 0.9
+    double = produce_vocal(dry, score, singer, VocalProduction(double_db=-3.0), 0)
+    np.testing.assert_array_equal(double, produce_vocal(dry, score, singer, VocalProduction(double_db=-3.0), 0))
+    corr = float(double @ plain / np.sqrt((double @ double) * (plain @ plain)))
+    assert 0.3 < corr < 0.98, corr
+    phone = produce_vocal(dry, score, singer, VocalProduction(telephone=(500.0, 3000.0, 1500.0, 6.0)), 0)
+    spec_dry, spec_phone = np.abs(np.fft.rfft(plain)) ** 2, np.abs(np.fft.rfft(phone)) ** 2
+    f = np.fft.rfftfreq(plain.size, 1 / SAMPLE_RATE)
+    low = f < 200
+    assert spec_phone[low].sum() / spec_phone.sum() < 0.05 * spec_dry[low].sum() / spec_dry.sum()
