@@ -48,7 +48,8 @@ from gui.views import format_time
 
 #: Parameters shown under "Detection" (the rest go under "Separation").
 DETECTION_KEYS = ("hop_seconds", "class_threshold", "cosine_threshold", "use_class_gate", "use_cosine_gate",
-                  "query_class_confidence", "class_must_match_stem", "class_follows_stem", "stem_alone_for",
+                  "query_class_confidence", "class_must_match_stem", "class_follows_stem", "related_class_probability",
+                  "stem_alone_for",
                   "listen", "query_listen", "use_stem_gate", "stem_threshold_db", "stem_hysteresis_db",
                   "hysteresis", "percentile", "class_weight", "smoothing_windows", "min_duration_ms",
                   "merge_gap_ms", "padding_ms")

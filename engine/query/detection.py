@@ -8,7 +8,9 @@ Pipeline (seed 002, with its flaws fixed)::
     mix (any rate, channels, length) ─▶ 4-stem U-Net masks M_s, routed: M = Σ w_s M_s
           L(t) = share of window t's power in M·mix (dB)          ── the stem gate's value
           the routed estimate M·mix (mono) ─▶ 16 kHz ─▶ AST windows (1.0 s, hop 0.5 s)
-          p(t) = P(class k present in window t)   (sigmoid, absolute: no min-max normalisation)
+          p(t) = P(class k present in window t)   (sigmoid, absolute: no min-max normalisation;
+                 the highest over k and the query's related classes of k's stem, see
+                 ``related_class_probability``)
           c(t) = cos(e_q, e(t))
     smoothing (Gaussian, σ in windows) ─▶ class gate p ≥ class_threshold AND cosine gate
           c ≥ cosine_threshold AND stem gate L ≥ stem_threshold_db
@@ -43,7 +45,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -100,6 +102,11 @@ class DetectionParams:
         class_follows_stem: when the query's top class is not in the routed stem, take its most
             probable class that is (if that reaches ``query_class_confidence``): the U-Net's
             routing breaks the AST's near-tie (a real voice heard as strings 0.63, vocals 0.61).
+        related_class_probability: the class gate also accepts the query's other probable classes
+            of its class's stem: each one the query itself reaches this probability for (1 = the
+            top class only). The AST confuses neighbouring timbres once other sounds play over
+            them (a synth pad heard as keys in the mix's "other" stem); a query it hears as
+            "synth pad 0.73, keys 0.38" is then looked for where either class is heard.
         stem_alone_for: stems whose routed estimate may stand in for the similarity gate when
             the AST cannot judge the query (its class below ``query_class_confidence``, e.g. a
             real voice unlike the synthesized singing it was trained on): a query the U-Net routes
@@ -138,6 +145,7 @@ class DetectionParams:
     query_class_confidence: float = 0.5
     class_must_match_stem: bool = True
     class_follows_stem: bool = False
+    related_class_probability: float = 0.3
     stem_alone_for: tuple[str, ...] = ()
     hysteresis: float = 0.1
     percentile: float = 0.0
@@ -209,7 +217,8 @@ class Detection:
     Attributes:
         segments: the found segments, in time order (empty: not found).
         window_starts: ``(N,)`` start time of each AST window (s).
-        class_probability: ``(N,)`` p(t) of the query's class (after smoothing).
+        class_probability: ``(N,)`` p(t) of the query's class, or the highest of its gate classes
+            (:func:`gate_classes`), after smoothing.
         cosine: ``(N,)`` c(t) (after smoothing).
         score: ``(N,)`` window scores.
         active: ``(N,)`` bool, windows kept (after hysteresis, before time clean-up).
@@ -263,6 +272,26 @@ def class_in_stem(info: QueryInfo, stem: str) -> tuple[str, int, float] | None:
         if class_stem(name) == stem and (best is None or p > best[2]):
             best = (name, i, float(p))
     return best
+
+
+def gate_classes(probabilities: dict[str, float], class_name: str, related_probability: float) -> list[str]:
+    """The classes the class gate accepts for a query whose class is ``class_name``: that class,
+    then every other class of the same stem (:func:`class_stem`) the query reaches
+    ``related_probability`` for (``probabilities``: the query's mean probability per class), most
+    probable first."""
+    stem = class_stem(class_name)
+    related = sorted((n for n, p in probabilities.items()
+                      if n != class_name and class_stem(n) == stem and p >= related_probability),
+                     key=lambda n: -probabilities[n])
+    return [class_name, *related]
+
+
+def class_sequence(probs: np.ndarray, classes: Sequence[str], gate: Sequence[str]) -> np.ndarray:
+    """``(N,)`` per window the highest probability among the ``gate`` classes (``probs``:
+    ``(N, K)`` in the order of ``classes``)."""
+    idx = [list(classes).index(n) for n in gate]
+    out: np.ndarray = np.asarray(probs)[:, idx].max(axis=1)
+    return out
 
 
 def routed_stem(shares: dict[str, float]) -> str:
@@ -447,7 +476,8 @@ def detect_from_sequences(
     """The gating, hysteresis and segment clean-up on per-window sequences.
 
     Args:
-        class_probability: ``(N,)`` sigmoid probability of the query's class per window.
+        class_probability: ``(N,)`` sigmoid probability of the query's class per window (or the
+            highest of the classes the class gate accepts, :func:`gate_classes`).
         cosine: ``(N,)`` cosine similarity of each window's embedding to the query's.
         window_starts: ``(N,)`` seconds.
         duration_seconds: length of the mix.
@@ -759,9 +789,16 @@ def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
                                               f"{info.class_probability:.2f}) is not in the stem the U-Net hears it "
                                               f"in: its class is taken as {alt[0]} (p = {alt[2]:.2f})"])
             matches = True
-    det = detect_from_sequences(heard.probs[:, info.class_index], heard.embeddings @ info.embedding,
+    gate = gate_classes(info.probabilities, info.class_name, params.related_class_probability)
+    det = detect_from_sequences(class_sequence(heard.probs, list(info.probabilities), gate),
+                                heard.embeddings @ info.embedding,
                                 heard.starts, duration_seconds, params, info.class_probability, heard.level,
                                 matches, routed)
+    info = dataclasses.replace(info, notes=list(info.notes))  # the caller's QueryInfo keeps its notes
+    if det.class_gate_used and len(gate) > 1:
+        info.notes.append("the class gate accepts " + ", ".join(f"{n} (p = {info.probabilities[n]:.2f})" for n in gate)
+                          + f": the query's classes of the {class_stem(info.class_name)} stem with p ≥ "
+                          f"{params.related_class_probability:g}")
     if det.stem_gate_alone:
         info.notes.append(f"the query's class is uncertain ({info.class_name}, p = "
                           f"{info.class_probability:.2f} < {params.query_class_confidence:g}) and the U-Net "

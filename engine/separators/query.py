@@ -86,6 +86,10 @@ class QuerySeparator(Separator):
         Parameter("class_follows_stem", False, "When the query's top class is not in the stem the U-Net hears "
                   "it in, use its most probable class that is (if that reaches the query class confidence).",
                   kind="bool"),
+        Parameter("related_class_probability", 0.3, "The class gate also accepts the query's other classes "
+                  "of the same stem that the query reaches this probability for (1: its top class only). "
+                  "The AST confuses neighbouring timbres under other sounds (a synth pad heard as keys).",
+                  minimum=0.0, maximum=1.0),
         Parameter("stem_alone_for", "none", "When the AST is unsure of the query's class and the U-Net "
                   "hears the query as one of these stems, that stem's level alone finds it (the AST was "
                   "trained on synthesized singing; real voices can puzzle it). Off by default: on real "

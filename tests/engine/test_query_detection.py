@@ -152,6 +152,50 @@ def test_class_can_follow_the_routed_stem() -> None:
         assert len(det.segments) == 1 and det.segments[0].start == 0.0  # similarity alone: everywhere
 
 
+def test_class_gate_accepts_the_querys_related_classes_of_its_stem() -> None:
+    """A query the AST hears as "synth pad 0.73, keys 0.38": in the mix its pad reads as keys,
+    so the class gate accepts keys too (p ≥ ``related_class_probability``) and says so, but not a
+    guitar the query barely resembles (0.1) nor vocals (another stem); with the top class only,
+    the pad is not found."""
+    from engine.query.detection import (
+        MixAnalysis,
+        QueryInfo,
+        class_sequence,
+        gate_analysis,
+        gate_classes,
+    )
+    from engine.query.masking import SourcePrior
+
+    classes = ["vocals", "keys", "synth_pad", "guitar"]
+    n = 48
+    probs = np.zeros((n, 4))
+    probs[:, 2] = 0.05  # synth pad nowhere, as the AST hears it in the mix
+    probs[10:30, 1] = 0.9  # the pad, heard as keys
+    probs[34:44, 3] = 0.9  # a guitar
+    probs[:, 0] = 0.9  # vocals everywhere (another stem)
+    emb = np.tile(np.array([1.0, 0.0]), (n, 1))
+    prior = SourcePrior(None, {"other": 1.0}, {"vocals": 0.0, "drums": 0.0, "bass": 0.0, "other": 1.0}, 0.0)
+    heard = MixAnalysis(np.arange(n) * HOP, probs, emb, prior, None, {})
+    p_query = {"vocals": 0.35, "keys": 0.38, "synth_pad": 0.73, "guitar": 0.1}
+
+    assert gate_classes(p_query, "synth_pad", 0.3) == ["synth_pad", "keys"]
+    assert gate_classes(p_query, "synth_pad", 0.05) == ["synth_pad", "keys", "guitar"]  # never vocals
+    assert gate_classes(p_query, "synth_pad", 1.0) == ["synth_pad"]
+    np.testing.assert_array_equal(class_sequence(probs, classes, ["synth_pad", "keys"]), np.maximum(probs[:, 2], probs[:, 1]))
+
+    def info() -> QueryInfo:
+        return QueryInfo("synth_pad", 2, 0.73, dict(p_query), np.array([1.0, 0.0]), 2.0)
+
+    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False)
+    det = gate_analysis(info(), heard, (n - 1) * HOP + WIN, base)
+    assert det.class_gate_used and len(det.segments) == 1
+    assert det.segments[0].start == pytest.approx(10 * HOP + 0.25) and det.segments[0].end == pytest.approx(29 * HOP + 0.75)
+    assert det.query is not None and any("keys (p = 0.38)" in note for note in det.query.notes)
+    det = gate_analysis(info(), heard, (n - 1) * HOP + WIN, dataclasses.replace(base, related_class_probability=1.0))
+    assert det.class_gate_used and not det.segments
+    assert det.query is not None and not any("accepts" in note for note in det.query.notes)
+
+
 def test_unsure_vocal_query_is_found_by_the_stem_level_alone() -> None:
     """With ``stem_alone_for=("vocals",)``, the AST unsure of a query the U-Net hears as vocals:
     the stem gate stands in for the similarity gate (a real voice the AST does not recognise);
