@@ -112,9 +112,9 @@ class QuerySeparator(Separator):
         Parameter("listen", "stem", "What the AST listens to: 'stem' the U-Net's estimate of the query's "
                   "stem(s) (other instruments mostly removed), 'mix' the mix itself.",
                   kind="choice", choices=("stem", "mix")),
-        Parameter("query_listen", "auto", "What the AST listens to in the query (with listen = 'stem'): "
-                  "'clip' the query as given, 'stem' the query's own routed U-Net stems, heard as the mix "
-                  "is (for a region of a full mix: the routed instrument, not the whole mix); 'auto': "
+        Parameter("query_listen", "stem", "What the AST listens to in the query (with listen = 'stem'): "
+                  "'stem' the query's own routed U-Net stems, heard as the mix is (for a region of a full "
+                  "mix: the routed instrument, not the whole mix); 'clip' the query as given; 'auto': "
                   "'stem' for a region of the mix, 'clip' for a clip from elsewhere.",
                   kind="choice", choices=("auto", "clip", "stem")),
         Parameter("use_stem_gate", True, "Stem gate: the 4-stem U-Net, routed by the query, must hear the "

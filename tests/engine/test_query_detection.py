@@ -393,16 +393,19 @@ def test_the_query_can_be_heard_as_its_routed_stems() -> None:
         analyse_for_query(embedder, mix, q, DetectionParams(query_listen="mix"))
     from engine.query.detection import resolve_query_listen
 
-    auto = DetectionParams()
-    assert auto.query_listen == "auto"
+    assert DetectionParams().query_listen == "stem"  # by default the query is heard as the mix is
+    assert resolve_query_listen(DetectionParams(), query_from_mix=False).query_listen == "stem"
+    auto = DetectionParams(query_listen="auto")
     assert resolve_query_listen(auto, query_from_mix=True).query_listen == "stem"
     assert resolve_query_listen(auto, query_from_mix=False).query_listen == "clip"
     assert resolve_query_listen(DetectionParams(query_listen="clip"), True).query_listen == "clip"
-    region = detect_segments(mix, q, DetectionParams(), embedder=embedder, query_from_mix=True)
+    region = detect_segments(mix, q, auto, embedder=embedder, query_from_mix=True)
     assert region.query is not None and np.array_equal(region.query.embedding, as_stem.embedding)
     assert any("region of the mix" in n for n in region.query.notes)
-    clip = detect_segments(mix, q, DetectionParams(), embedder=embedder)
+    clip = detect_segments(mix, q, auto, embedder=embedder)
     assert clip.query is not None and np.array_equal(clip.query.embedding, as_clip.embedding)
+    default = detect_segments(mix, q, DetectionParams(), embedder=embedder)  # a clip, heard as its stems
+    assert default.query is not None and np.array_equal(default.query.embedding, as_stem.embedding)
 
 
 # ----------------------------------------------------------------------------------------------
