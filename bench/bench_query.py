@@ -32,7 +32,8 @@ the vocal stem's level alone), ``ours_query_clip`` / ``ours_query_stem`` (ours w
 ``query_listen`` "clip" / "stem": the AST hears the query as given, or as its own routed U-Net
 stems like the mix; one of the two is the default), ``ours_class_stays`` /
 ``ours_class_follows_stem`` (ours with ``class_follows_stem`` off / on: a query class outside the
-routed stem is replaced by its best class inside it).
+routed stem is replaced by its best class inside it), ``ours_top_class_only`` (the class gate on
+the query's top class alone, not also its related classes: ``related_class_probability`` 1).
 Speed: the whole engine (detection + separation) on a 4-minute stereo 44.1 kHz song (the bench
 songs concatenated) with 2 torch threads.
 
@@ -269,6 +270,7 @@ def present_case(run: Runner, name: str, mix: Audio, query: Audio, target: np.nd
 VARIANTS: dict[str, dict[str, Any]] = {
     "ours_query_clip": {"query_listen": "clip"}, "ours_query_stem": {"query_listen": "stem"},
     "ours_class_stays": {"class_follows_stem": False}, "ours_class_follows_stem": {"class_follows_stem": True},
+    "ours_top_class_only": {"related_class_probability": 1.0},
 }
 QUERY_KEYS = tuple(VARIANTS)
 ABSENT_KEYS = ("ours", "ours_without_stem_gate", "seed_gating", "ours_vocal_stem_alone", *QUERY_KEYS)
