@@ -96,7 +96,7 @@ class QuerySeparator(Separator):
                   "instrumental recordings it can find vocals that are not there.", kind="choice",
                   choices=("none", "vocals", "vocals+drums+bass")),
         Parameter("use_cosine_gate", True, "Apply the similarity gate (off: class only).", kind="bool"),
-        Parameter("hysteresis", 0.1, "How far both gates are lowered to extend a segment around "
+        Parameter("hysteresis", 0.4, "How far both gates are lowered to extend a segment around "
                   "windows that pass them fully.", minimum=0.0, maximum=0.5),
         Parameter("percentile", 0.0, "Optional relative gate: windows must also reach this percentile "
                   "of the gated windows' scores (0: off; the seed used 92 over all windows, which "
@@ -121,7 +121,7 @@ class QuerySeparator(Separator):
                   "query's stem in a window (absent sounds give no segments).", kind="bool"),
         Parameter("stem_threshold_db", -14.0, "Stem gate: the least share of a window's power the "
                   "routed stem must hold.", minimum=-60.0, maximum=0.0, unit="dB"),
-        Parameter("stem_hysteresis_db", 3.0, "How far the stem gate is lowered to extend a segment.",
+        Parameter("stem_hysteresis_db", 6.0, "How far the stem gate is lowered to extend a segment.",
                   minimum=0.0, maximum=30.0, unit="dB"),
         Parameter("prior", "unet", "Mask source: 'unet' routes the 4-stem U-Net's masks by the query "
                   "(best on music); 'none' uses the query's own spectra only (any sound).",

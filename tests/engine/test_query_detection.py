@@ -56,7 +56,9 @@ def test_known_activity_gives_its_segments() -> None:
     n = 120
     active = [(10, 30), (60, 64), (90, 120)]
     p, c, starts, dur = _sequences(n, active)
-    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0)
+    # hysteresis 0.1: the lowered gates stay above the off windows' values (0.15 ± noise), so
+    # the runs end exactly where the activity does
+    params = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, hysteresis=0.1)
     det = detect_from_sequences(p, c, starts, dur, params)
     assert len(det.segments) == 3
     for seg, (i, j) in zip(det.segments, active, strict=True):
@@ -70,7 +72,7 @@ def test_default_smoothing_and_padding_stay_near_the_truth() -> None:
     n = 200
     active = [(20, 50), (120, 160)]
     p, c, starts, dur = _sequences(n, active, seed=3)
-    det = detect_from_sequences(p, c, starts, dur, DetectionParams())
+    det = detect_from_sequences(p, c, starts, dur, DetectionParams(hysteresis=0.1))  # smoothing, padding
     assert len(det.segments) == 2
     for seg, (i, j) in zip(det.segments, active, strict=True):
         lo, hi = _expected(i, j, n, dur)
@@ -140,7 +142,7 @@ def test_class_can_follow_the_routed_stem() -> None:
 
     assert class_in_stem(info(0.61), "vocals") == ("vocals", 0, 0.61)
     assert class_in_stem(info(0.61), "other") == ("strings", 3, 0.63)
-    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False)
+    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False, hysteresis=0.1)
     follow = dataclasses.replace(base, class_follows_stem=True)
     det = gate_analysis(info(0.61), heard, 20.5, follow)
     assert det.class_gate_used and det.query is not None and det.query.class_name == "vocals"
@@ -186,7 +188,7 @@ def test_class_gate_accepts_the_querys_related_classes_of_its_stem() -> None:
     def info() -> QueryInfo:
         return QueryInfo("synth_pad", 2, 0.73, dict(p_query), np.array([1.0, 0.0]), 2.0)
 
-    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False)
+    base = DetectionParams(smoothing_windows=0.0, padding_ms=0.0, use_stem_gate=False, hysteresis=0.1)
     det = gate_analysis(info(), heard, (n - 1) * HOP + WIN, base)
     assert det.class_gate_used and len(det.segments) == 1
     assert det.segments[0].start == pytest.approx(10 * HOP + 0.25) and det.segments[0].end == pytest.approx(29 * HOP + 0.75)
