@@ -54,12 +54,10 @@ from engine.query.detection import (  # noqa: E402
     DetectionParams,
     analyse_for_query,
     analyse_mix,
-    class_in_stem,
+    choose_gate_classes,
     class_sequence,
-    class_stem,
     describe_heard_query,
     detect_from_sequences,
-    gate_classes,
     prepare_query,
     routed_stem,
 )
@@ -115,14 +113,9 @@ def features(emb: QueryEmbedder, mix_np: np.ndarray, query_np: np.ndarray,
                            "classes": list(emb.classes), "probs": probs, "probs_stem": probs_s}
     for mode in ("clip", "stem"):  # the query as given / as its own routed stems
         info = describe_heard_query(emb, q, heard, DetectionParams(query_listen=mode), [])
-        row[mode] = {"p": probs[:, info.class_index], "c": embs @ info.embedding,
-                     "p_stem": probs_s[:, info.class_index], "c_stem": embs_s @ info.embedding,
+        row[mode] = {"c": embs @ info.embedding, "c_stem": embs_s @ info.embedding,
                      "query_p": info.class_probability, "class": info.class_name,
                      "probabilities": info.probabilities}
-        alt = class_in_stem(info, row["routed_stem"])  # for class_follows_stem
-        if alt is not None:
-            row[mode]["alt"] = {"p": probs[:, alt[1]], "p_stem": probs_s[:, alt[1]], "query_p": alt[2],
-                                "class": alt[0]}
     return row
 
 
@@ -173,17 +166,13 @@ def evaluate(rows: list[dict[str, Any]], params: DetectionParams) -> dict[str, A
     mode = params.query_listen if stem and params.query_listen != "auto" else "clip"
     for r in rows:
         q = r[mode]
-        p, c = (q["p_stem"], q["c_stem"]) if stem else (q["p"], q["c"])
-        query_p, cls = q["query_p"], q["class"]
-        alt = q.get("alt")
-        if (params.class_follows_stem and class_stem(cls) != r["routed_stem"] and alt is not None
-                and alt["query_p"] >= params.query_class_confidence):  # as gate_analysis does
-            p, query_p, cls = (alt["p_stem"] if stem else alt["p"]), alt["query_p"], alt["class"]
-        gate = gate_classes(q["probabilities"], cls, params.related_class_probability)
-        if len(gate) > 1:  # as gate_analysis does: the query's related classes pass the class gate too
-            p = class_sequence(r["probs_stem"] if stem else r["probs"], r["classes"], gate)
+        # the class gate as gate_analysis applies it (class_follows_stem, related classes)
+        cls, query_p, gate, matches = choose_gate_classes(q["probabilities"], q["class"], q["query_p"],
+                                                          r["routed_stem"], params)
+        p = class_sequence(r["probs_stem"] if stem else r["probs"], r["classes"], gate)
+        c = q["c_stem"] if stem else q["c"]
         det = detect_from_sequences(p, c, r["starts"], r["duration"], params, query_p, r["level"],
-                                    class_stem(cls) == r["routed_stem"], r["routed_stem"])
+                                    matches, r["routed_stem"])
         if r["kind"] == "present":
             mids = r["starts"] + 0.5
             pred = np.zeros(mids.size, bool)

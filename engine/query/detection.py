@@ -275,8 +275,12 @@ def class_stem(class_name: str) -> str:
 def class_in_stem(info: QueryInfo, stem: str) -> tuple[str, int, float] | None:
     """The query's most probable class among those of ``stem`` (:func:`class_stem`):
     ``(name, index, probability)``, or None when no class belongs to it."""
+    return _best_class_in_stem(info.probabilities, stem)
+
+
+def _best_class_in_stem(probabilities: dict[str, float], stem: str) -> tuple[str, int, float] | None:
     best = None
-    for i, (name, p) in enumerate(info.probabilities.items()):
+    for i, (name, p) in enumerate(probabilities.items()):
         if class_stem(name) == stem and (best is None or p > best[2]):
             best = (name, i, float(p))
     return best
@@ -292,6 +296,24 @@ def gate_classes(probabilities: dict[str, float], class_name: str, related_proba
                       if n != class_name and class_stem(n) == stem and p >= related_probability),
                      key=lambda n: -probabilities[n])
     return [class_name, *related]
+
+
+def choose_gate_classes(probabilities: dict[str, float], class_name: str, class_probability: float,
+                        routed: str | None, params: DetectionParams) -> tuple[str, float, list[str], bool]:
+    """The class the class gate checks for a query (``probabilities``: its mean probability per
+    class, ``class_name``/``class_probability``: its top class), given the stem the U-Net routes
+    it to (``routed``, None without a prior): ``(class, its query probability, the classes the
+    gate accepts, whether the class belongs to the routed stem)``. With
+    ``params.class_follows_stem`` a top class outside the routed stem is replaced by the query's
+    best class inside it, if that reaches ``params.query_class_confidence``; the gate also
+    accepts the related classes (:func:`gate_classes`)."""
+    matches = routed is None or class_stem(class_name) == routed
+    if not matches and params.class_follows_stem and routed is not None:
+        alt = _best_class_in_stem(probabilities, routed)
+        if alt is not None and alt[2] >= params.query_class_confidence:
+            class_name, class_probability, matches = alt[0], alt[2], True
+    return (class_name, class_probability,
+            gate_classes(probabilities, class_name, params.related_class_probability), matches)
 
 
 def class_sequence(probs: np.ndarray, classes: Sequence[str], gate: Sequence[str]) -> np.ndarray:
@@ -788,16 +810,14 @@ def gate_analysis(info: QueryInfo, heard: MixAnalysis, duration_seconds: float,
     the class checked against the U-Net's routing; notes why a class gate was left out."""
     prior = heard.prior
     routed = routed_stem(prior.shares) if prior is not None else None
-    matches = routed is None or class_stem(info.class_name) == routed
-    if not matches and params.class_follows_stem and routed is not None:
-        alt = class_in_stem(info, routed)
-        if alt is not None and alt[2] >= params.query_class_confidence:
-            info = dataclasses.replace(info, class_name=alt[0], class_index=alt[1], class_probability=alt[2],
-                                       notes=[*info.notes, f"the query's top class ({info.class_name}, p = "
-                                              f"{info.class_probability:.2f}) is not in the stem the U-Net hears it "
-                                              f"in: its class is taken as {alt[0]} (p = {alt[2]:.2f})"])
-            matches = True
-    gate = gate_classes(info.probabilities, info.class_name, params.related_class_probability)
+    name, p_query, gate, matches = choose_gate_classes(info.probabilities, info.class_name,
+                                                       info.class_probability, routed, params)
+    if name != info.class_name:
+        info = dataclasses.replace(info, class_name=name, class_index=list(info.probabilities).index(name),
+                                   class_probability=p_query,
+                                   notes=[*info.notes, f"the query's top class ({info.class_name}, p = "
+                                          f"{info.class_probability:.2f}) is not in the stem the U-Net hears it "
+                                          f"in: its class is taken as {name} (p = {p_query:.2f})"])
     det = detect_from_sequences(class_sequence(heard.probs, list(info.probabilities), gate),
                                 heard.embeddings @ info.embedding,
                                 heard.starts, duration_seconds, params, info.class_probability, heard.level,
