@@ -142,7 +142,11 @@ def test_argument_errors_are_exit_2(files: dict[str, Path], tmp_path: Path,
                            (["--engine", "query", "--query-region", "1:3", "--param", "query_listen=mix"],
                             "query_listen"),
                            (["--engine", "query", "--query-region", "1:3", "--param", "class_follows_stem=maybe"],
-                            "class_follows_stem")):
+                            "class_follows_stem"),
+                           (["--engine", "query", "--query-region", "1:3", "--param", "related_class_probability=2"],
+                            "related_class_probability"),
+                           (["--engine", "query", "--query-region", "1:3", "--param", "hysteresis=lots"],
+                            "hysteresis")):
         code, _, err = _main(capsys, *base, *extra)
         assert code == 2 and message in err, (extra, err)
         assert "Traceback" not in err
